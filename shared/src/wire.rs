@@ -1,0 +1,198 @@
+//! Everything sent after the handshake.
+
+use serde::{Deserialize, Serialize};
+
+use crate::view::{
+    AgentRow, Alert, AlertCounts, AuditDetail, AuditSummary, DaemonStatus, RunId,
+};
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    Request(Request),
+    /// Liveness probe; answered by `ServerFrame::Pong` with the same number.
+    Ping(u64),
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Response(Response),
+    Update(Update),
+    Pong(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed in the response. Unique per connection.
+    pub id: u64,
+    pub body: RequestBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Daemon, agents, audits and alert counts in one reply.
+    Status,
+    /// Start pushing [`Update`]s for a topic. Answered by `Reply::Subscribed`, after which
+    /// the first `Update` of a state topic is a `Snapshot`.
+    Subscribe(Subscription),
+    Unsubscribe(Topic),
+    /// Operator only.
+    StartAudit(StartAudit),
+    GetAudit { run: RunId },
+    /// The most recent runs first, at most `limit`.
+    ListAudits { limit: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartAudit {
+    /// A policy file's stem or a control id prefix; `None` runs every applicable control.
+    pub policy: Option<String>,
+    /// Target name from the daemon's configuration.
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    pub result: Result<Reply, ApiError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Status(StatusReport),
+    Subscribed(Topic),
+    Unsubscribed(Topic),
+    AuditStarted { run: RunId },
+    Audit(AuditDetail),
+    Audits(Vec<AuditSummary>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub daemon: DaemonStatus,
+    pub agents: Vec<AgentRow>,
+    pub audits: Vec<AuditSummary>,
+    pub alerts: AlertCounts,
+}
+
+/// A failed request. `code` is for programs, `message` is a sentence for a human.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    BadRequest,
+    /// The connection's role may not do this.
+    Forbidden,
+    NotFound,
+    /// Conflicts with current state (e.g. already running).
+    Conflict,
+    /// The daemon is starting or stopping.
+    Unavailable,
+    Internal,
+}
+
+/// What to subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Subscription {
+    Daemon,
+    Agents,
+    Audits,
+    /// The alert log from `from` (a [`crate::view::Alert::seq`]) on; `None` sends only
+    /// alerts raised after subscribing. A reconnecting client passes its last seq + 1.
+    Alerts { from: Option<u64> },
+}
+
+impl Subscription {
+    pub fn topic(self) -> Topic {
+        match self {
+            Subscription::Daemon => Topic::Daemon,
+            Subscription::Agents => Topic::Agents,
+            Subscription::Audits => Topic::Audits,
+            Subscription::Alerts { .. } => Topic::Alerts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Topic {
+    Daemon,
+    Agents,
+    Audits,
+    Alerts,
+}
+
+/// Pushed to subscribers.
+///
+/// State topics (daemon, agents, audits): one `Snapshot`, then `Delta`s. `seq` counts
+/// changes per topic: a snapshot carries the seq of the last change it includes, each
+/// delta carries the next one. A delta *replaces* the row it names (or removes it). A
+/// client that sees a gap, or gets `Lagged`, drops its copy and waits for the fresh
+/// `Snapshot` the server sends right after `Lagged`.
+///
+/// Log topics (alerts): `Alert` records in seq order, replayed from the cursor given at
+/// subscription and then live; never a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Update {
+    Snapshot { seq: u64, state: Snapshot },
+    Delta { seq: u64, delta: Delta },
+    /// The client fell `missed` changes behind; a fresh snapshot follows.
+    Lagged { topic: Topic, missed: u64 },
+    Alert(Alert),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Snapshot {
+    Daemon(DaemonStatus),
+    Agents(Vec<AgentRow>),
+    Audits(Vec<AuditSummary>),
+}
+
+impl Snapshot {
+    pub fn topic(&self) -> Topic {
+        match self {
+            Snapshot::Daemon(_) => Topic::Daemon,
+            Snapshot::Agents(_) => Topic::Agents,
+            Snapshot::Audits(_) => Topic::Audits,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Delta {
+    Daemon(DaemonStatus),
+    Agent(AgentRow),
+    Audit(AuditSummary),
+    AuditRemoved(RunId),
+}
+
+impl Delta {
+    pub fn topic(&self) -> Topic {
+        match self {
+            Delta::Daemon(_) => Topic::Daemon,
+            Delta::Agent(_) => Topic::Agents,
+            Delta::Audit(_) | Delta::AuditRemoved(_) => Topic::Audits,
+        }
+    }
+}
