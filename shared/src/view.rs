@@ -129,7 +129,10 @@ pub struct AgentRow {
     pub restarts: u32,
 }
 
+/// Lowercase names in YAML and JSON; bincode encodes the variant index, so the rename does
+/// not touch the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Low,

@@ -1,0 +1,257 @@
+//! The daemon's sled store: runs, their attempts and control results, and the alert log.
+//!
+//! Records are JSON so that a newer daemon reads an older store (new fields get
+//! defaults). Keys are big-endian integers, so sled's order is numeric order.
+
+use std::path::Path;
+
+use aura_proto::view::{Alert, AlertCounts, RunId, RunState};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::run::{AttemptRecord, ControlRecord, Phase, RunRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store at {path}: {message}. If the files are damaged, move the \
+         folder aside and start again; nothing else is changed"
+    )]
+    Open { path: String, message: String },
+    #[error("store error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("a stored {what} is unreadable: {message}")]
+    Decode { what: &'static str, message: String },
+    #[error("cannot encode a {what}: {message}")]
+    Encode { what: &'static str, message: String },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    runs: sled::Tree,
+    attempts: sled::Tree,
+    results: sled::Tree,
+    alerts: sled::Tree,
+    meta: sled::Tree,
+}
+
+const RUN_COUNTER: &[u8] = b"run_counter";
+const ALERT_COUNTER: &[u8] = b"alert_counter";
+
+impl Store {
+    /// Opens (or creates) the store. A damaged store is an error with a clear message,
+    /// never a panic: sled can panic on some corruptions, so the open is guarded.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let p = path.to_path_buf();
+        let opened = std::panic::catch_unwind(move || sled::Config::new().path(&p).open());
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(open_err(e.to_string())),
+            Err(_) => return Err(open_err("the store's files are damaged".into())),
+        };
+        Ok(Self {
+            runs: db.open_tree("runs")?,
+            attempts: db.open_tree("attempts")?,
+            results: db.open_tree("results")?,
+            alerts: db.open_tree("alerts")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn next(&self, counter: &[u8]) -> Result<u64, StoreError> {
+        let v = self.meta.update_and_fetch(counter, |old| {
+            let n = old.map(|b| u64_from(b) + 1).unwrap_or(1);
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        Ok(v.map(|b| u64_from(&b)).unwrap_or(1))
+    }
+
+    // ---- runs
+
+    pub fn next_run_id(&self) -> Result<RunId, StoreError> {
+        self.next(RUN_COUNTER).map(RunId)
+    }
+
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.runs.insert(run.id.0.to_be_bytes(), encode("run", run)?)?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.runs
+            .get(id.0.to_be_bytes())?
+            .map(|b| decode("run", &b))
+            .transpose()
+    }
+
+    /// Applies `f` to a stored run and writes it back; `None` if there is no such run.
+    pub fn update_run(
+        &self,
+        id: RunId,
+        f: impl FnOnce(&mut RunRecord),
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let Some(mut run) = self.run(id)? else {
+            return Ok(None);
+        };
+        f(&mut run);
+        self.put_run(&run)?;
+        Ok(Some(run))
+    }
+
+    /// The most recent runs first.
+    pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|r| decode("run", &r?.1))
+            .collect()
+    }
+
+    /// Runs not yet finished, oldest first.
+    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.runs.iter() {
+            let run: RunRecord = decode("run", &item?.1)?;
+            if run.phase != Phase::Done && !run.state.is_finished() {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- attempts
+
+    fn attempt_key(run: RunId, index: u32) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..8].copy_from_slice(&run.0.to_be_bytes());
+        k[8..].copy_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// Writes a run's planned attempts in one batch.
+    pub fn put_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for a in attempts {
+            batch.insert(&Self::attempt_key(a.run, a.index)[..], encode("attempt", a)?);
+        }
+        self.attempts.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn put_attempt(&self, a: &AttemptRecord) -> Result<(), StoreError> {
+        self.attempts
+            .insert(Self::attempt_key(a.run, a.index), encode("attempt", a)?)?;
+        Ok(())
+    }
+
+    pub fn attempts(&self, run: RunId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts
+            .scan_prefix(run.0.to_be_bytes())
+            .map(|r| decode("attempt", &r?.1))
+            .collect()
+    }
+
+    // ---- control results
+
+    pub fn put_results(&self, run: RunId, results: &[ControlRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (i, r) in results.iter().enumerate() {
+            let mut k = run.0.to_be_bytes().to_vec();
+            k.extend_from_slice(&(i as u32).to_be_bytes());
+            batch.insert(k, encode("control result", r)?);
+        }
+        self.results.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn results(&self, run: RunId) -> Result<Vec<ControlRecord>, StoreError> {
+        self.results
+            .scan_prefix(run.0.to_be_bytes())
+            .map(|r| decode("control result", &r?.1))
+            .collect()
+    }
+
+    // ---- alerts
+
+    /// Appends an alert, assigning its sequence number.
+    pub fn append_alert(&self, mut alert: Alert) -> Result<Alert, StoreError> {
+        alert.seq = self.next(ALERT_COUNTER)?;
+        self.alerts
+            .insert(alert.seq.to_be_bytes(), encode("alert", &alert)?)?;
+        Ok(alert)
+    }
+
+    /// Alerts with `seq >= from`, in order, at most `limit`.
+    pub fn alerts_from(&self, from: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        self.alerts
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|r| decode("alert", &r?.1))
+            .collect()
+    }
+
+    /// The seq the next alert will get at the earliest.
+    pub fn next_alert_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .alerts
+            .last()?
+            .map(|(k, _)| u64_from(&k) + 1)
+            .unwrap_or(1))
+    }
+
+    pub fn alert_counts(&self) -> Result<AlertCounts, StoreError> {
+        let mut counts = AlertCounts::default();
+        for item in self.alerts.iter() {
+            let a: Alert = decode("alert", &item?.1)?;
+            counts.add(a.severity);
+        }
+        Ok(counts)
+    }
+
+    /// Marks runs left running by a previous process; called once at start before any
+    /// agent resumes them.
+    pub fn interrupted_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(self
+            .unfinished_runs()?
+            .into_iter()
+            .filter(|r| matches!(r.state, RunState::Running | RunState::Queued))
+            .collect())
+    }
+}
+
+fn u64_from(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[8 - n..].copy_from_slice(&b[b.len() - n..]);
+    u64::from_be_bytes(a)
+}
+
+fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Decode {
+        what,
+        message: e.to_string(),
+    })
+}
