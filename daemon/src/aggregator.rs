@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aura_proto::view::{
-    AgentKind, AgentRow, Alert, AuditSummary, DaemonStatus, RunId, Severity,
-    Timestamp,
+    AgentKind, AgentRow, Alert, AuditSummary, DaemonStatus, RunId, Severity, Timestamp,
 };
 use aura_proto::wire::{Delta, Snapshot, StatusReport, Topic, Update};
 use tokio::sync::{broadcast, mpsc, oneshot};

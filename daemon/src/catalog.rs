@@ -87,7 +87,11 @@ impl Catalog {
                 Ok(loaded)
             }
             Err(diags) => {
-                let first = diags.iter().next().map(|d| d.to_string()).unwrap_or_default();
+                let first = diags
+                    .iter()
+                    .next()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
                 let summary = format!(
                     "{} problem(s); the previous policy set stays active. First: {first}",
                     diags.len()

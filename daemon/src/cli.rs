@@ -101,7 +101,10 @@ fn check_config(config: &DaemonConfig) -> ExitCode {
 
 fn run(config: DaemonConfig) -> ExitCode {
     crate::logging::init(config.log_format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("aurad: cannot start the async runtime: {e}");

@@ -181,7 +181,10 @@ impl DaemonConfig {
             .map(Path::to_path_buf)
             .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()));
         let (parsed, base) = match &file {
-            Some(path) => (read_file(path)?, absolute(path.parent().unwrap_or(Path::new(".")))),
+            Some(path) => (
+                read_file(path)?,
+                absolute(path.parent().unwrap_or(Path::new("."))),
+            ),
             None => (FileConfig::default(), PathBuf::from("/etc/aura")),
         };
         Self::from_layers(file, parsed, &base, overrides)
@@ -229,12 +232,13 @@ impl DaemonConfig {
             None => ConfigError::Value(message),
         };
         if self.agents.restart_backoff_initial.is_zero() {
-            return Err(err("agents.restart_backoff_initial must be above zero".into()));
+            return Err(err(
+                "agents.restart_backoff_initial must be above zero".into()
+            ));
         }
         if self.agents.restart_backoff_max < self.agents.restart_backoff_initial {
             return Err(err(
-                "agents.restart_backoff_max must be at least agents.restart_backoff_initial"
-                    .into(),
+                "agents.restart_backoff_max must be at least agents.restart_backoff_initial".into(),
             ));
         }
         if self.agents.heartbeat_interval.is_zero() {

@@ -182,7 +182,8 @@ impl DaemonHandle {
         let msg = PolicyMsg::Reload {
             reason: reason.to_string(),
         };
-        if let Err(e) = agents::send(&*self.svc.bus, AgentKind::Policy, &msg, Meta::default()).await {
+        if let Err(e) = agents::send(&*self.svc.bus, AgentKind::Policy, &msg, Meta::default()).await
+        {
             tracing::error!(error = %e, "could not request a reload");
         }
         systemd::ready("reloaded");

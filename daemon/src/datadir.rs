@@ -66,7 +66,11 @@ impl DataDir {
                 let pid = pid.trim();
                 return Err(DataDirError::Held {
                     dir: path.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),

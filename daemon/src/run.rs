@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use aura_policy::DetectorSpec;
 use aura_proto::view::{
-    AuditSummary, ControlResult, Role, RunId, RunState, Severity, Timestamp, Verdict,
-    VerdictCounts,
+    AuditSummary, ControlResult, Role, RunId, RunState, Severity, Timestamp, Verdict, VerdictCounts,
 };
 use serde::{Deserialize, Serialize};
 

@@ -88,7 +88,8 @@ impl Store {
     }
 
     pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        self.runs.insert(run.id.0.to_be_bytes(), encode("run", run)?)?;
+        self.runs
+            .insert(run.id.0.to_be_bytes(), encode("run", run)?)?;
         Ok(())
     }
 
@@ -148,7 +149,10 @@ impl Store {
     pub fn put_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for a in attempts {
-            batch.insert(&Self::attempt_key(a.run, a.index)[..], encode("attempt", a)?);
+            batch.insert(
+                &Self::attempt_key(a.run, a.index)[..],
+                encode("attempt", a)?,
+            );
         }
         self.attempts.apply_batch(batch)?;
         Ok(())

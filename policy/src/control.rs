@@ -125,7 +125,9 @@ impl Frameworks {
 
     /// `framework:clause` strings, for reports.
     pub fn labels(&self) -> Vec<String> {
-        self.refs().map(|(k, c)| format!("{k}:{}", c.value)).collect()
+        self.refs()
+            .map(|(k, c)| format!("{k}:{}", c.value))
+            .collect()
     }
 }
 

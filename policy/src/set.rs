@@ -46,7 +46,8 @@ impl PolicySet {
     }
 }
 
-/// Loads and validates every control under `dir`. Any problem fails the whole load.
+/// Loads and validates every control under `dir` (or in the one file `dir` names). Any
+/// problem fails the whole load.
 pub fn load_policies(dir: &Path) -> Result<PolicySet, Diagnostics> {
     let mut diags = Diagnostics::default();
     let files = match yaml_files(dir, NON_CONTROL_DIRS) {
@@ -111,6 +112,9 @@ pub fn load_targets(dir: &Path) -> Result<Vec<TargetSpec>, Diagnostics> {
 /// `*.yaml` and `*.yml` files under `dir`, sorted, skipping hidden files, editor backups
 /// and swap files, and the named sub-folders.
 fn yaml_files(dir: &Path, skip_dirs: &[&str]) -> Result<Vec<PathBuf>, Diagnostic> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -156,12 +160,16 @@ fn check_unique<'a>(
         let line = id.referenced.line();
         if let Some((first_file, first_line)) = seen.get(id.value.as_str()) {
             diags.push(
-                Diagnostic::at(file, id.referenced, format!("duplicate {what} `{}`", id.value))
-                    .with_help(format!(
-                        "it is already used at {}:{}; every {what} must be unique",
-                        first_file.display(),
-                        first_line
-                    )),
+                Diagnostic::at(
+                    file,
+                    id.referenced,
+                    format!("duplicate {what} `{}`", id.value),
+                )
+                .with_help(format!(
+                    "it is already used at {}:{}; every {what} must be unique",
+                    first_file.display(),
+                    first_line
+                )),
             );
         } else {
             seen.insert(&id.value, (file, line));
@@ -198,11 +206,7 @@ fn check_control(c: &Control, diags: &mut Diagnostics) {
     }
 }
 
-fn check_detector(
-    c: &Control,
-    d: &serde_saphyr::Spanned<DetectorSpec>,
-    diags: &mut Diagnostics,
-) {
+fn check_detector(c: &Control, d: &serde_saphyr::Spanned<DetectorSpec>, diags: &mut Diagnostics) {
     let file = c.source.as_path();
     match &d.value {
         DetectorSpec::Regex {
@@ -232,9 +236,7 @@ fn check_detector(
                     .with_help("add `values:` with at least one string"),
             );
         }
-        DetectorSpec::CanaryLeak {}
-            if c.probe.as_ref().is_none_or(|p| p.canaries.is_empty()) =>
-        {
+        DetectorSpec::CanaryLeak {} if c.probe.as_ref().is_none_or(|p| p.canaries.is_empty()) => {
             diags.push(
                 Diagnostic::at(file, d.referenced, "canary_leak detector, but no canaries")
                     .with_help("declare `probe.canaries: [name]` and use `{{canary.name}}`"),
@@ -248,20 +250,25 @@ fn check_probe(c: &Control, diags: &mut Diagnostics) {
     let file = c.source.as_path();
     let Some(p) = &c.probe else {
         diags.push(
-            Diagnostic::at(file, c.id.referenced, format!(
-                "control `{}` is a probe but has no `probe:` section",
-                c.id.value
-            ))
+            Diagnostic::at(
+                file,
+                c.id.referenced,
+                format!(
+                    "control `{}` is a probe but has no `probe:` section",
+                    c.id.value
+                ),
+            )
             .with_help("add `probe:` with `prompts:`"),
         );
         return;
     };
     if p.prompts.is_empty() {
         diags.push(
-            Diagnostic::at(file, c.id.referenced, format!(
-                "control `{}`: the probe has no prompts",
-                c.id.value
-            ))
+            Diagnostic::at(
+                file,
+                c.id.referenced,
+                format!("control `{}`: the probe has no prompts", c.id.value),
+            )
             .with_help("add `prompts:` with at least one prompt"),
         );
     }
@@ -311,10 +318,11 @@ fn check_probe(c: &Control, diags: &mut Diagnostics) {
     for canary in &p.canaries {
         if !used.contains(&canary.value) {
             diags.push(
-                Diagnostic::at(file, canary.referenced, format!(
-                    "canary `{}` is declared but never used",
-                    canary.value
-                ))
+                Diagnostic::at(
+                    file,
+                    canary.referenced,
+                    format!("canary `{}` is declared but never used", canary.value),
+                )
                 .with_help(format!(
                     "plant it with `{{{{canary.{}}}}}` in the system prompt or a prompt",
                     canary.value
@@ -331,7 +339,10 @@ fn check_target(t: &TargetSpec, diags: &mut Diagnostics) {
         diags.push(at("the target name is empty".into()));
     }
     if t.concurrency == 0 {
-        diags.push(at(format!("target `{}`: concurrency must be at least 1", t.name.value)));
+        diags.push(at(format!(
+            "target `{}`: concurrency must be at least 1",
+            t.name.value
+        )));
     }
     if t.system_prompt.is_some() && t.system_prompt_file.is_some() {
         diags.push(
@@ -356,15 +367,18 @@ fn check_target(t: &TargetSpec, diags: &mut Diagnostics) {
         TargetKind::Openai => {
             match &t.endpoint {
                 None => diags.push(
-                    at(format!("target `{}` (openai) has no endpoint", t.name.value))
-                        .with_help("add e.g. `endpoint: http://127.0.0.1:8080`"),
-                ),
-                Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => diags.push(
                     at(format!(
+                        "target `{}` (openai) has no endpoint",
+                        t.name.value
+                    ))
+                    .with_help("add e.g. `endpoint: http://127.0.0.1:8080`"),
+                ),
+                Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => {
+                    diags.push(at(format!(
                         "target `{}`: endpoint `{e}` is not an http:// or https:// URL",
                         t.name.value
-                    )),
-                ),
+                    )))
+                }
                 Some(_) => {}
             }
             if t.model.is_none() {

@@ -45,9 +45,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, Diagnostic> {
 fn too_large(path: &Path, len: u64) -> Diagnostic {
     Diagnostic::file(
         path,
-        format!(
-            "the file is {len} bytes; the limit is {MAX_FILE_BYTES} bytes (1 MiB)"
-        ),
+        format!("the file is {len} bytes; the limit is {MAX_FILE_BYTES} bytes (1 MiB)"),
     )
     .with_help("split it into several files")
 }
@@ -69,7 +67,9 @@ pub(crate) fn parse_one_or_many<T: DeserializeOwned>(
 fn root_is_sequence(text: &str) -> bool {
     text.lines()
         .map(str::trim_start)
-        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("---") && !l.starts_with('%'))
+        .find(|l| {
+            !l.is_empty() && !l.starts_with('#') && !l.starts_with("---") && !l.starts_with('%')
+        })
         .is_some_and(|l| l == "-" || l.starts_with("- ") || l.starts_with('['))
 }
 
@@ -89,12 +89,12 @@ fn to_diagnostic(path: &Path, err: &serde_saphyr::Error) -> Diagnostic {
 
 /// serde-saphyr prefixes "line L column C: "; we print the place ourselves.
 fn strip_location_prefix(msg: &str) -> &str {
-    if let Some(rest) = msg.strip_prefix("line ") {
-        if let Some(idx) = rest.find(": ") {
-            let head = &rest[..idx];
-            if head.split(' ').count() == 3 && head.contains("column") {
-                return &rest[idx + 2..];
-            }
+    if let Some(rest) = msg.strip_prefix("line ")
+        && let Some(idx) = rest.find(": ")
+    {
+        let head = &rest[..idx];
+        if head.split(' ').count() == 3 && head.contains("column") {
+            return &rest[idx + 2..];
         }
     }
     msg
@@ -114,7 +114,11 @@ fn help_for(message: &str) -> Option<String> {
         .map(|c| c.trim().trim_matches('`'))
         .filter(|c| !c.is_empty())
         .collect();
-    let noun = if what.contains("variant") { "value" } else { "key" };
+    let noun = if what.contains("variant") {
+        "value"
+    } else {
+        "key"
+    };
     Some(match suggest(wrong, candidates.iter().copied()) {
         Some(best) => format!("did you mean `{best}`?"),
         None => format!("the {noun} must be one of: {}", candidates.join(", ")),

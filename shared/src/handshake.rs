@@ -21,7 +21,9 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HandshakeReply {
     /// The connection is closed after this. `message` is a sentence for a human.
-    Incompatible { message: String },
+    Incompatible {
+        message: String,
+    },
     Welcome(Welcome),
 }
 

@@ -2,9 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::view::{
-    AgentRow, Alert, AlertCounts, AuditDetail, AuditSummary, DaemonStatus, RunId,
-};
+use crate::view::{AgentRow, Alert, AlertCounts, AuditDetail, AuditSummary, DaemonStatus, RunId};
 
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,9 +37,13 @@ pub enum RequestBody {
     Unsubscribe(Topic),
     /// Operator only.
     StartAudit(StartAudit),
-    GetAudit { run: RunId },
+    GetAudit {
+        run: RunId,
+    },
     /// The most recent runs first, at most `limit`.
-    ListAudits { limit: u32 },
+    ListAudits {
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +123,9 @@ pub enum Subscription {
     Audits,
     /// The alert log from `from` (a [`crate::view::Alert::seq`]) on; `None` sends only
     /// alerts raised after subscribing. A reconnecting client passes its last seq + 1.
-    Alerts { from: Option<u64> },
+    Alerts {
+        from: Option<u64>,
+    },
 }
 
 impl Subscription {
@@ -155,10 +159,19 @@ pub enum Topic {
 /// subscription and then live; never a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Update {
-    Snapshot { seq: u64, state: Snapshot },
-    Delta { seq: u64, delta: Delta },
+    Snapshot {
+        seq: u64,
+        state: Snapshot,
+    },
+    Delta {
+        seq: u64,
+        delta: Delta,
+    },
     /// The client fell `missed` changes behind; a fresh snapshot follows.
-    Lagged { topic: Topic, missed: u64 },
+    Lagged {
+        topic: Topic,
+        missed: u64,
+    },
     Alert(Alert),
 }
 

@@ -7,11 +7,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use aura_proto::PROTOCOL_VERSION;
 use aura_proto::codec::encode;
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome};
 use aura_proto::view::*;
 use aura_proto::wire::*;
-use aura_proto::PROTOCOL_VERSION;
 
 fn ts() -> Timestamp {
     Timestamp(1_790_000_000_123)
@@ -22,7 +22,10 @@ fn agent_rows() -> Vec<AgentRow> {
         AgentState::Starting,
         AgentState::Running,
         AgentState::Degraded { reason: "r".into() },
-        AgentState::Failed { error: "e".into(), retry_in_ms: 500 },
+        AgentState::Failed {
+            error: "e".into(),
+            retry_in_ms: 500,
+        },
         AgentState::Stopped,
     ];
     AgentKind::ALL
@@ -41,7 +44,14 @@ fn agent_rows() -> Vec<AgentRow> {
 }
 
 fn counts() -> VerdictCounts {
-    VerdictCounts { pass: 1, fail: 2, error: 3, inconclusive: 4, skipped: 5, waived: 6 }
+    VerdictCounts {
+        pass: 1,
+        fail: 2,
+        error: 3,
+        inconclusive: 4,
+        skipped: 5,
+        waived: 6,
+    }
 }
 
 fn audits() -> Vec<AuditSummary> {
@@ -82,8 +92,18 @@ fn daemon() -> DaemonStatus {
         controls_loaded: 3,
         policy_files: 1,
         policy_error: Some("bad".into()),
-        targets: vec![TargetInfo { name: "demo".into(), kind: "demo".into(), is_demo: true }],
-        alerts: AlertCounts { critical: 1, high: 2, medium: 3, low: 4, info: 5 },
+        targets: vec![TargetInfo {
+            name: "demo".into(),
+            kind: "demo".into(),
+            is_demo: true,
+        }],
+        alerts: AlertCounts {
+            critical: 1,
+            high: 2,
+            medium: 3,
+            low: 4,
+            info: 5,
+        },
     }
 }
 
@@ -140,7 +160,10 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         RequestBody::Subscribe(Subscription::Audits),
         RequestBody::Subscribe(Subscription::Alerts { from: Some(3) }),
         RequestBody::Unsubscribe(Topic::Alerts),
-        RequestBody::StartAudit(StartAudit { policy: Some("p".into()), target: "demo".into() }),
+        RequestBody::StartAudit(StartAudit {
+            policy: Some("p".into()),
+            target: "demo".into(),
+        }),
         RequestBody::GetAudit { run: RunId(5) },
         RequestBody::ListAudits { limit: 10 },
     ];
@@ -177,21 +200,52 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     for (i, result) in replies.into_iter().chain(errors).enumerate() {
         push(
             &format!("server.response.{i}"),
-            encode(&ServerFrame::Response(Response { id: i as u64, result })).unwrap(),
+            encode(&ServerFrame::Response(Response {
+                id: i as u64,
+                result,
+            }))
+            .unwrap(),
         );
     }
     let updates = vec![
-        Update::Snapshot { seq: 1, state: Snapshot::Daemon(daemon()) },
-        Update::Snapshot { seq: 2, state: Snapshot::Agents(agent_rows()) },
-        Update::Snapshot { seq: 3, state: Snapshot::Audits(audits()) },
-        Update::Delta { seq: 4, delta: Delta::Daemon(daemon()) },
-        Update::Delta { seq: 5, delta: Delta::Agent(agent_rows().remove(0)) },
-        Update::Delta { seq: 6, delta: Delta::Audit(audits().remove(0)) },
-        Update::Delta { seq: 7, delta: Delta::AuditRemoved(RunId(1)) },
-        Update::Lagged { topic: Topic::Audits, missed: 12 },
+        Update::Snapshot {
+            seq: 1,
+            state: Snapshot::Daemon(daemon()),
+        },
+        Update::Snapshot {
+            seq: 2,
+            state: Snapshot::Agents(agent_rows()),
+        },
+        Update::Snapshot {
+            seq: 3,
+            state: Snapshot::Audits(audits()),
+        },
+        Update::Delta {
+            seq: 4,
+            delta: Delta::Daemon(daemon()),
+        },
+        Update::Delta {
+            seq: 5,
+            delta: Delta::Agent(agent_rows().remove(0)),
+        },
+        Update::Delta {
+            seq: 6,
+            delta: Delta::Audit(audits().remove(0)),
+        },
+        Update::Delta {
+            seq: 7,
+            delta: Delta::AuditRemoved(RunId(1)),
+        },
+        Update::Lagged {
+            topic: Topic::Audits,
+            missed: 12,
+        },
     ];
     for (i, u) in updates.into_iter().enumerate() {
-        push(&format!("server.update.{i}"), encode(&ServerFrame::Update(u)).unwrap());
+        push(
+            &format!("server.update.{i}"),
+            encode(&ServerFrame::Update(u)).unwrap(),
+        );
     }
     for (i, (sev, kind)) in Severity::ALL.iter().zip(AgentKind::ALL.iter()).enumerate() {
         push(
@@ -225,7 +279,9 @@ fn render(samples: &[(String, Vec<u8>)]) -> String {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn check(file: &str, actual: String, advice: &str) {
@@ -234,9 +290,8 @@ fn check(file: &str, actual: String, advice: &str) {
         std::fs::write(&path, &actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!("{} is missing; {advice}", path.display())
-    });
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing; {advice}", path.display()));
     for (e, a) in expected.lines().zip(actual.lines()) {
         assert_eq!(e, a, "wire encoding changed; {advice}");
     }
@@ -259,11 +314,18 @@ fn handshake_frames_are_frozen() {
     let frozen = vec![
         (
             "hello".to_string(),
-            encode(&Hello { protocol: 1, client: "aura 0.1.0".into() }).unwrap(),
+            encode(&Hello {
+                protocol: 1,
+                client: "aura 0.1.0".into(),
+            })
+            .unwrap(),
         ),
         (
             "incompatible".to_string(),
-            encode(&HandshakeReply::Incompatible { message: "no".into() }).unwrap(),
+            encode(&HandshakeReply::Incompatible {
+                message: "no".into(),
+            })
+            .unwrap(),
         ),
     ];
     check(

@@ -15,7 +15,12 @@ impl Agent for AnalysisAgent {
     type Msg = AnalysisMsg;
     const KIND: AgentKind = AgentKind::Analysis;
 
-    async fn handle(&self, msg: AnalysisMsg, env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: AnalysisMsg,
+        env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let AnalysisMsg::Analyze { run } = msg;
         let Some(mut record) = svc.store.run(run)? else {
             return Ok(());
@@ -42,7 +47,13 @@ impl Agent for AnalysisAgent {
             svc.view.audit(record.summary());
         }
         if record.phase == Phase::Reporting {
-            send(&*svc.bus, AgentKind::Orchestrator, &OrchestratorMsg::Analyzed { run }, Meta::caused_by(env)).await?;
+            send(
+                &*svc.bus,
+                AgentKind::Orchestrator,
+                &OrchestratorMsg::Analyzed { run },
+                Meta::caused_by(env),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -54,7 +65,10 @@ impl Agent for AnalysisAgent {
 /// - error: otherwise, if any attempt could not be made (the endpoint failed);
 /// - inconclusive: otherwise, if any attempt could not be judged;
 /// - pass: every attempt passed.
-pub fn judge<'a>(c: &PlannedControl, attempts: impl Iterator<Item = &'a AttemptRecord>) -> ControlResult {
+pub fn judge<'a>(
+    c: &PlannedControl,
+    attempts: impl Iterator<Item = &'a AttemptRecord>,
+) -> ControlResult {
     let mut counts = VerdictCounts::default();
     let mut first_note: [Option<String>; 3] = [None, None, None];
     for a in attempts {
@@ -71,7 +85,11 @@ pub fn judge<'a>(c: &PlannedControl, attempts: impl Iterator<Item = &'a AttemptR
         first_note[slot].get_or_insert_with(|| o.note.clone());
     }
     let judged = counts.pass + counts.fail;
-    let failure_rate = if judged == 0 { 0.0 } else { counts.fail as f64 / judged as f64 };
+    let failure_rate = if judged == 0 {
+        0.0
+    } else {
+        counts.fail as f64 / judged as f64
+    };
     let (verdict, detail) = if counts.fail > 0 && failure_rate > c.max_attack_success_rate {
         (
             Verdict::Fail,
@@ -100,7 +118,10 @@ pub fn judge<'a>(c: &PlannedControl, attempts: impl Iterator<Item = &'a AttemptR
                 .unwrap_or_else(|| "no attempt could be judged".into()),
         )
     } else {
-        (Verdict::Pass, format!("{} of {} attempts passed", counts.pass, counts.total()))
+        (
+            Verdict::Pass,
+            format!("{} of {} attempts passed", counts.pass, counts.total()),
+        )
     };
     ControlResult {
         control: c.id.clone(),

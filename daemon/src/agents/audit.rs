@@ -24,7 +24,12 @@ impl Agent for AuditAgent {
     /// Runs against different targets proceed side by side.
     const PARALLEL: usize = 4;
 
-    async fn handle(&self, msg: AuditMsg, env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: AuditMsg,
+        env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let AuditMsg::Execute { run } = msg;
         let Some(mut record) = svc.store.run(run)? else {
             return Ok(());
@@ -32,14 +37,21 @@ impl Agent for AuditAgent {
         if record.phase == Phase::Executing {
             let targets = svc.catalog.targets();
             let entry = targets.get(&record.target).ok_or_else(|| {
-                AgentError::Failed(format!("target `{}` is no longer configured", record.target))
+                AgentError::Failed(format!(
+                    "target `{}` is no longer configured",
+                    record.target
+                ))
             })?;
             let client = entry.client.clone().map_err(AgentError::Failed)?;
             let detectors: HashMap<String, Arc<Vec<Detector>>> = record
                 .plan
                 .iter()
                 .map(|c| {
-                    let ds = c.detectors.iter().map(Detector::compile).collect::<Result<Vec<_>, _>>();
+                    let ds = c
+                        .detectors
+                        .iter()
+                        .map(Detector::compile)
+                        .collect::<Result<Vec<_>, _>>();
                     ds.map(|d| (c.id.clone(), Arc::new(d)))
                 })
                 .collect::<Result<_, _>>()
@@ -59,7 +71,12 @@ impl Agent for AuditAgent {
                 while in_flight.len() < limit && !svc.cancel.is_cancelled() {
                     let Some(attempt) = queue.next() else { break };
                     let detectors = detectors.get(&attempt.control).cloned().unwrap_or_default();
-                    in_flight.spawn(execute(client.clone(), attempt, detectors, canaries.clone()));
+                    in_flight.spawn(execute(
+                        client.clone(),
+                        attempt,
+                        detectors,
+                        canaries.clone(),
+                    ));
                 }
                 let done = tokio::select! {
                     done = in_flight.join_next() => done,
@@ -69,10 +86,12 @@ impl Agent for AuditAgent {
                     }
                 };
                 let Some(done) = done else { break };
-                let attempt = done.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?;
+                let attempt =
+                    done.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?;
                 svc.store.put_attempt(&attempt)?;
                 record.attempts_done += 1;
-                svc.store.update_run(run, |r| r.attempts_done = record.attempts_done)?;
+                svc.store
+                    .update_run(run, |r| r.attempts_done = record.attempts_done)?;
                 svc.view.audit(record.summary());
             }
             record = svc
@@ -82,7 +101,13 @@ impl Agent for AuditAgent {
             svc.view.audit(record.summary());
         }
         if record.phase == Phase::Analyzing {
-            send(&*svc.bus, AgentKind::Orchestrator, &OrchestratorMsg::Executed { run }, Meta::caused_by(env)).await?;
+            send(
+                &*svc.bus,
+                AgentKind::Orchestrator,
+                &OrchestratorMsg::Executed { run },
+                Meta::caused_by(env),
+            )
+            .await?;
         }
         Ok(())
     }

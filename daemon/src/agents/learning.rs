@@ -14,13 +14,22 @@ impl Agent for LearningAgent {
     type Msg = LearningMsg;
     const KIND: AgentKind = AgentKind::Learning;
 
-    async fn handle(&self, msg: LearningMsg, _env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: LearningMsg,
+        _env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let LearningMsg::Learn { run } = msg;
         let successful = svc
             .store
             .attempts(run)?
             .iter()
-            .filter(|a| a.outcome.as_ref().is_some_and(|o| o.verdict == Verdict::Fail))
+            .filter(|a| {
+                a.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.verdict == Verdict::Fail)
+            })
             .count();
         tracing::info!(run = %run, successful_attacks = successful, "run learned from");
         Ok(())

@@ -18,7 +18,12 @@ impl Agent for MonitorAgent {
     type Msg = NoMessages;
     const KIND: AgentKind = AgentKind::Monitor;
 
-    async fn handle(&self, msg: NoMessages, _env: &Envelope, _svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: NoMessages,
+        _env: &Envelope,
+        _svc: &Services,
+    ) -> Result<(), AgentError> {
         match msg {}
     }
 
@@ -33,7 +38,10 @@ impl Agent for MonitorAgent {
         if deep.is_empty() {
             Ok(())
         } else {
-            Err(AgentError::Failed(format!("queues backing up: {}", deep.join(", "))))
+            Err(AgentError::Failed(format!(
+                "queues backing up: {}",
+                deep.join(", ")
+            )))
         }
     }
 }

@@ -20,7 +20,12 @@ impl Agent for OrchestratorAgent {
     type Msg = OrchestratorMsg;
     const KIND: AgentKind = AgentKind::Orchestrator;
 
-    async fn handle(&self, msg: OrchestratorMsg, env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: OrchestratorMsg,
+        env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let meta = Meta::caused_by(env);
         match msg {
             OrchestratorMsg::Start { run } => {
@@ -34,17 +39,41 @@ impl Agent for OrchestratorAgent {
                 };
                 svc.view.audit(r.summary());
                 tracing::info!(run = %run, target = %r.target, "audit started");
-                send(&*svc.bus, AgentKind::Testing, &TestingMsg::Plan { run }, meta).await?;
+                send(
+                    &*svc.bus,
+                    AgentKind::Testing,
+                    &TestingMsg::Plan { run },
+                    meta,
+                )
+                .await?;
             }
             OrchestratorMsg::Planned { run } => {
-                send(&*svc.bus, AgentKind::Audit, &AuditMsg::Execute { run }, meta).await?;
+                send(
+                    &*svc.bus,
+                    AgentKind::Audit,
+                    &AuditMsg::Execute { run },
+                    meta,
+                )
+                .await?;
             }
             OrchestratorMsg::Executed { run } => {
-                send(&*svc.bus, AgentKind::Analysis, &AnalysisMsg::Analyze { run }, meta).await?;
+                send(
+                    &*svc.bus,
+                    AgentKind::Analysis,
+                    &AnalysisMsg::Analyze { run },
+                    meta,
+                )
+                .await?;
             }
             OrchestratorMsg::Analyzed { run } => {
                 raise_alerts(svc, run)?;
-                send(&*svc.bus, AgentKind::Report, &ReportMsg::Render { run }, meta).await?;
+                send(
+                    &*svc.bus,
+                    AgentKind::Report,
+                    &ReportMsg::Render { run },
+                    meta,
+                )
+                .await?;
             }
             OrchestratorMsg::Reported { run } => {
                 let Some(r) = svc.store.update_run(run, |r| {
@@ -67,11 +96,29 @@ impl Agent for OrchestratorAgent {
                 );
                 // Nothing failed: no remediation step.
                 if r.controls.fail > 0 {
-                    let m = Meta { priority: Priority::Normal, ..meta.clone() };
-                    send(&*svc.bus, AgentKind::Remediation, &RemediationMsg::Plan { run }, m).await?;
+                    let m = Meta {
+                        priority: Priority::Normal,
+                        ..meta.clone()
+                    };
+                    send(
+                        &*svc.bus,
+                        AgentKind::Remediation,
+                        &RemediationMsg::Plan { run },
+                        m,
+                    )
+                    .await?;
                 }
-                let low = Meta { priority: Priority::Low, ..meta };
-                send(&*svc.bus, AgentKind::Learning, &LearningMsg::Learn { run }, low).await?;
+                let low = Meta {
+                    priority: Priority::Low,
+                    ..meta
+                };
+                send(
+                    &*svc.bus,
+                    AgentKind::Learning,
+                    &LearningMsg::Learn { run },
+                    low,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -86,8 +133,17 @@ fn raise_alerts(svc: &Services, run: RunId) -> Result<(), AgentError> {
     if r.alerted {
         return Ok(());
     }
-    let demo = if r.target_is_demo { " (demo target)" } else { "" };
-    for c in svc.store.results(run)?.iter().filter(|c| c.verdict == Verdict::Fail) {
+    let demo = if r.target_is_demo {
+        " (demo target)"
+    } else {
+        ""
+    };
+    for c in svc
+        .store
+        .results(run)?
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+    {
         svc.view.raise(AlertDraft {
             severity: c.severity,
             source: AgentKind::Orchestrator,
@@ -117,7 +173,11 @@ pub async fn start_audit(
             format!(
                 "no target named `{}`; configured targets: {}",
                 req.target,
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ),
         ));
     };
@@ -125,21 +185,26 @@ pub async fn start_audit(
         return Err(ApiError::new(ErrorCode::BadRequest, reason.clone()));
     }
     let policies = svc.catalog.policies();
-    if let Some(sel) = &req.policy {
-        if !policies.knows(sel) {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no policy file or control named `{sel}` in the active policy set"),
-            ));
-        }
+    if let Some(sel) = &req.policy
+        && !policies.knows(sel)
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no policy file or control named `{sel}` in the active policy set"),
+        ));
     }
-    let selected: Vec<_> = policies.select(req.policy.as_deref(), &target.spec).collect();
+    let selected: Vec<_> = policies
+        .select(req.policy.as_deref(), &target.spec)
+        .collect();
     if selected.is_empty() {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             format!(
                 "no control{} applies to target `{}` (kind {})",
-                req.policy.as_ref().map(|p| format!(" of `{p}`")).unwrap_or_default(),
+                req.policy
+                    .as_ref()
+                    .map(|p| format!(" of `{p}`"))
+                    .unwrap_or_default(),
                 req.target,
                 target.spec.kind.name()
             ),

@@ -14,12 +14,19 @@ impl Agent for PolicyAgent {
     type Msg = PolicyMsg;
     const KIND: AgentKind = AgentKind::Policy;
 
-    async fn handle(&self, msg: PolicyMsg, _env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: PolicyMsg,
+        _env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let PolicyMsg::Reload { reason } = msg;
         let (svc2, reason2) = (svc.clone(), reason.clone());
         // Reading and validating files is blocking work.
         let result = tokio::task::spawn_blocking(move || {
-            svc2.catalog.reload(&svc2.config, &svc2.view, &reason2).map(|_| ())
+            svc2.catalog
+                .reload(&svc2.config, &svc2.view, &reason2)
+                .map(|_| ())
         })
         .await
         .map_err(|e| AgentError::Failed(format!("reload task failed: {e}")))?;

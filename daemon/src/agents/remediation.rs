@@ -15,12 +15,22 @@ impl Agent for RemediationAgent {
     type Msg = RemediationMsg;
     const KIND: AgentKind = AgentKind::Remediation;
 
-    async fn handle(&self, msg: RemediationMsg, _env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: RemediationMsg,
+        _env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let RemediationMsg::Plan { run } = msg;
         let Some(record) = svc.store.run(run)? else {
             return Ok(());
         };
-        for result in svc.store.results(run)?.iter().filter(|r| r.verdict == Verdict::Fail) {
+        for result in svc
+            .store
+            .results(run)?
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail)
+        {
             let suggestion = record
                 .plan
                 .iter()

@@ -19,7 +19,12 @@ impl Agent for ReportAgent {
     type Msg = ReportMsg;
     const KIND: AgentKind = AgentKind::Report;
 
-    async fn handle(&self, msg: ReportMsg, env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: ReportMsg,
+        env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let ReportMsg::Render { run } = msg;
         let Some(record) = svc.store.run(run)? else {
             return Ok(());
@@ -32,11 +37,20 @@ impl Agent for ReportAgent {
             tokio::task::spawn_blocking(move || write_reports(&d, &r, &res, &att))
                 .await
                 .map_err(|e| AgentError::Failed(format!("report task failed: {e}")))?
-                .map_err(|e| AgentError::Failed(format!("cannot write the report in {}: {e}", dir.display())))?;
-            svc.store.update_run(run, |r| r.report_dir = Some(dir.clone()))?;
+                .map_err(|e| {
+                    AgentError::Failed(format!("cannot write the report in {}: {e}", dir.display()))
+                })?;
+            svc.store
+                .update_run(run, |r| r.report_dir = Some(dir.clone()))?;
             tracing::info!(run = %run, dir = %dir.display(), "report written");
         }
-        send(&*svc.bus, AgentKind::Orchestrator, &OrchestratorMsg::Reported { run }, Meta::caused_by(env)).await?;
+        send(
+            &*svc.bus,
+            AgentKind::Orchestrator,
+            &OrchestratorMsg::Reported { run },
+            Meta::caused_by(env),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -81,15 +95,26 @@ fn markdown(run: &RunRecord, results: &[ControlResult]) -> String {
     };
     let _ = writeln!(s, "# AURA audit report: run {}\n", run.id);
     let _ = writeln!(s, "- Target: `{}`{demo}", run.target);
-    let _ = writeln!(s, "- Policy: {}", run.policy.as_deref().unwrap_or("all applicable controls"));
-    let _ = writeln!(s, "- Attempts: {} of {}", run.attempts_done, run.attempts_total);
+    let _ = writeln!(
+        s,
+        "- Policy: {}",
+        run.policy.as_deref().unwrap_or("all applicable controls")
+    );
+    let _ = writeln!(
+        s,
+        "- Attempts: {} of {}",
+        run.attempts_done, run.attempts_total
+    );
     let c = &run.controls;
     let _ = writeln!(
         s,
         "- Controls: {} pass, {} fail, {} error, {} inconclusive\n",
         c.pass, c.fail, c.error, c.inconclusive
     );
-    let _ = writeln!(s, "| Control | Severity | Verdict | Attempts (pass/fail/error) | Frameworks |");
+    let _ = writeln!(
+        s,
+        "| Control | Severity | Verdict | Attempts (pass/fail/error) | Frameworks |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(

@@ -59,7 +59,11 @@ pub fn spawn<A: Agent>(factory: impl Fn() -> A + Send + 'static, svc: Services) 
     tokio::spawn(supervise(factory, svc, status))
 }
 
-async fn supervise<A: Agent>(factory: impl Fn() -> A + Send + 'static, svc: Services, status: Status) {
+async fn supervise<A: Agent>(
+    factory: impl Fn() -> A + Send + 'static,
+    svc: Services,
+    status: Status,
+) {
     let agents = svc.config.agents.clone();
     let mut failures = 0u32;
     loop {
@@ -84,7 +88,11 @@ async fn supervise<A: Agent>(factory: impl Fn() -> A + Send + 'static, svc: Serv
             failures = 0;
         }
         failures += 1;
-        let wait = backoff(failures, agents.restart_backoff_initial, agents.restart_backoff_max);
+        let wait = backoff(
+            failures,
+            agents.restart_backoff_initial,
+            agents.restart_backoff_max,
+        );
         tracing::error!(agent = %A::KIND, %error, retry_in_ms = wait.as_millis() as u64, "agent failed");
         status.update(|r| {
             r.state = AgentState::Failed {

@@ -20,7 +20,12 @@ impl Agent for TestingAgent {
     type Msg = TestingMsg;
     const KIND: AgentKind = AgentKind::Testing;
 
-    async fn handle(&self, msg: TestingMsg, env: &Envelope, svc: &Services) -> Result<(), AgentError> {
+    async fn handle(
+        &self,
+        msg: TestingMsg,
+        env: &Envelope,
+        svc: &Services,
+    ) -> Result<(), AgentError> {
         let TestingMsg::Plan { run } = msg;
         let Some(mut record) = svc.store.run(run)? else {
             return Ok(());
@@ -28,11 +33,15 @@ impl Agent for TestingAgent {
         if record.phase == Phase::Planning {
             let targets = svc.catalog.targets();
             let target = targets.get(&record.target).ok_or_else(|| {
-                AgentError::Failed(format!("target `{}` is no longer configured", record.target))
+                AgentError::Failed(format!(
+                    "target `{}` is no longer configured",
+                    record.target
+                ))
             })?;
             let policies = svc.catalog.policies();
-            let controls: Vec<&Control> =
-                policies.select(record.policy.as_deref(), &target.spec).collect();
+            let controls: Vec<&Control> = policies
+                .select(record.policy.as_deref(), &target.spec)
+                .collect();
             let mut attempts = Vec::new();
             let mut plan = Vec::new();
             for c in controls {
@@ -59,7 +68,13 @@ impl Agent for TestingAgent {
             tracing::info!(run = %run, attempts = attempts.len(), "attempts planned");
         }
         if record.phase == Phase::Executing {
-            send(&*svc.bus, AgentKind::Orchestrator, &OrchestratorMsg::Planned { run }, Meta::caused_by(env)).await?;
+            send(
+                &*svc.bus,
+                AgentKind::Orchestrator,
+                &OrchestratorMsg::Planned { run },
+                Meta::caused_by(env),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -73,7 +88,10 @@ fn planned(c: &Control) -> PlannedControl {
         frameworks: c.frameworks.labels(),
         max_attack_success_rate: c.threshold.max_attack_success_rate,
         detectors: c.detectors.iter().map(|d| d.value.clone()).collect(),
-        remediation: c.remediation.as_ref().map(|r| r.suggestion.clone()),
+        remediation: c
+            .remediation
+            .as_ref()
+            .map(|r| r.suggestion.trim().to_string()),
     }
 }
 
@@ -88,10 +106,12 @@ pub fn expand(
     };
     let mut out = Vec::new();
     for prompt in &probe.prompts {
-        let mut used: Vec<&str> = template::placeholders(prompt)
-            .map_err(|e| format!("control `{}`: {e}", c.id()))?;
+        let mut used: Vec<&str> =
+            template::placeholders(prompt).map_err(|e| format!("control `{}`: {e}", c.id()))?;
         if let Some(sp) = &probe.system_prompt {
-            used.extend(template::placeholders(sp).map_err(|e| format!("control `{}`: {e}", c.id()))?);
+            used.extend(
+                template::placeholders(sp).map_err(|e| format!("control `{}`: {e}", c.id()))?,
+            );
         }
         let vars: Vec<(&str, &Vec<String>)> = probe
             .variables

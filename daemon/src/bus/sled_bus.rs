@@ -161,9 +161,13 @@ impl SledBus {
                 continue;
             }
             env.deliveries += 1;
-            self.messages.insert(&key, serde_json::to_vec(&env).map_err(|e| {
-                BusError::Payload { topic: topic.into(), message: e.to_string() }
-            })?)?;
+            self.messages.insert(
+                &key,
+                serde_json::to_vec(&env).map_err(|e| BusError::Payload {
+                    topic: topic.into(),
+                    message: e.to_string(),
+                })?,
+            )?;
             state
                 .in_flight
                 .insert(key.to_vec(), now + self.config.visibility_timeout);
@@ -198,7 +202,12 @@ impl SledBus {
         }
     }
 
-    async fn publish_inner(&self, topic: &str, payload: String, meta: Meta) -> Result<u64, BusError> {
+    async fn publish_inner(
+        &self,
+        topic: &str,
+        payload: String,
+        meta: Meta,
+    ) -> Result<u64, BusError> {
         let id = self.db.generate_id()?;
         let now = Timestamp::now();
         let env = Envelope {
@@ -208,7 +217,9 @@ impl SledBus {
             correlation_id: meta.correlation_id,
             causation_id: meta.causation_id,
             created: now,
-            expires: meta.ttl.map(|ttl| Timestamp(now.0 + ttl.as_millis() as u64)),
+            expires: meta
+                .ttl
+                .map(|ttl| Timestamp(now.0 + ttl.as_millis() as u64)),
             deliveries: 0,
             last_error: None,
             payload,
@@ -260,10 +271,7 @@ impl Bus for SledBus {
         let mut env = d.envelope.clone();
         env.last_error = Some(reason.to_string());
         if env.deliveries >= self.config.max_deliveries {
-            let why = format!(
-                "failed {} deliveries; last error: {reason}",
-                env.deliveries
-            );
+            let why = format!("failed {} deliveries; last error: {reason}", env.deliveries);
             self.bury(&d.key, env, why)?;
             self.with_topic(&topic, |t| {
                 t.in_flight.remove(&d.key);
@@ -322,8 +330,16 @@ mod tests {
     #[tokio::test]
     async fn higher_priority_first_then_fifo() {
         let (_d, bus) = bus(BusConfig::default());
-        for (p, n) in [(Priority::Low, 1), (Priority::Normal, 2), (Priority::High, 3), (Priority::Normal, 4)] {
-            let meta = Meta { priority: p, ..Meta::default() };
+        for (p, n) in [
+            (Priority::Low, 1),
+            (Priority::Normal, 2),
+            (Priority::High, 3),
+            (Priority::Normal, 4),
+        ] {
+            let meta = Meta {
+                priority: p,
+                ..Meta::default()
+            };
             publish(&bus, "t", &n, meta).await.unwrap();
         }
         let mut got = Vec::new();
@@ -342,7 +358,9 @@ mod tests {
             visibility_timeout: Duration::from_millis(50),
             max_deliveries: 5,
         });
-        publish(&bus, "t", &"x", Meta::correlated("run-1")).await.unwrap();
+        publish(&bus, "t", &"x", Meta::correlated("run-1"))
+            .await
+            .unwrap();
         let first = next(&bus, "t").await;
         let again = next(&bus, "t").await;
         assert_eq!(first.envelope.id, again.envelope.id);
@@ -357,14 +375,20 @@ mod tests {
             visibility_timeout: Duration::from_secs(60),
             max_deliveries: 3,
         });
-        publish(&bus, "t", &"poison", Meta::default()).await.unwrap();
+        publish(&bus, "t", &"poison", Meta::default())
+            .await
+            .unwrap();
         for _ in 0..3 {
             let d = next(&bus, "t").await;
             bus.nack(&d, "handler exploded").unwrap();
         }
         let dead = bus.dead_letters().unwrap();
         assert_eq!(dead.len(), 1);
-        assert!(dead[0].reason.contains("handler exploded"), "{}", dead[0].reason);
+        assert!(
+            dead[0].reason.contains("handler exploded"),
+            "{}",
+            dead[0].reason
+        );
         assert_eq!(bus.stats("t").dead_letters, 1);
         assert_eq!(bus.stats("t").depth, 0);
     }
@@ -372,7 +396,10 @@ mod tests {
     #[tokio::test]
     async fn expired_messages_are_moved_aside_never_delivered() {
         let (_d, bus) = bus(BusConfig::default());
-        let meta = Meta { ttl: Some(Duration::from_millis(1)), ..Meta::default() };
+        let meta = Meta {
+            ttl: Some(Duration::from_millis(1)),
+            ..Meta::default()
+        };
         publish(&bus, "t", &"stale", meta).await.unwrap();
         publish(&bus, "t", &"fresh", Meta::default()).await.unwrap();
         // Wait until the first one's expiry has certainly passed.

@@ -19,7 +19,11 @@ pub fn role_for(peer: &Peer, access: &AccessConfig, daemon_uid: u32) -> Role {
         .uid
         .is_some_and(|u| u == 0 || u == daemon_uid || access.operator_uids.contains(&u));
     let by_gid = peer.gid.is_some_and(|g| access.operator_gids.contains(&g));
-    if by_uid || by_gid { Role::Operator } else { Role::Viewer }
+    if by_uid || by_gid {
+        Role::Operator
+    } else {
+        Role::Viewer
+    }
 }
 
 #[cfg(test)]
@@ -33,7 +37,11 @@ mod tests {
             operator_gids: vec![50],
             socket_group: None,
         };
-        let p = |uid, gid| Peer { uid: Some(uid), gid: Some(gid), pid: None };
+        let p = |uid, gid| Peer {
+            uid: Some(uid),
+            gid: Some(gid),
+            pid: None,
+        };
         assert_eq!(role_for(&p(0, 0), &access, 1000), Role::Operator);
         assert_eq!(role_for(&p(1000, 1000), &access, 1000), Role::Operator);
         assert_eq!(role_for(&p(1001, 7), &access, 1000), Role::Operator);

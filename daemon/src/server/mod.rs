@@ -52,7 +52,10 @@ impl Server {
                 }
             };
             if live.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                tracing::warn!(limit = MAX_CONNECTIONS, "connection refused: too many clients");
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "connection refused: too many clients"
+                );
                 continue;
             }
             let peer = match stream.peer_creds() {

@@ -28,7 +28,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued for a client before its subscriptions slow down (and then lag).
 const OUTBOUND: usize = 256;
 
-pub async fn serve(mut stream: Stream, svc: Services, peer: Peer, role: Role, stop: CancellationToken) {
+pub async fn serve(
+    mut stream: Stream,
+    svc: Services,
+    peer: Peer,
+    role: Role,
+    stop: CancellationToken,
+) {
     let mut magic = [0u8; 4];
     let got = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut magic)).await;
     let mut conn = FramedConn::new(stream);
@@ -65,7 +71,14 @@ pub async fn serve(mut stream: Stream, svc: Services, peer: Peer, role: Role, st
         return;
     }
     tracing::debug!(client = %hello.client, ?peer, %role, "client attached");
-    Session { svc, peer, role, subs: Vec::new() }.run(conn, stop).await;
+    Session {
+        svc,
+        peer,
+        role,
+        subs: Vec::new(),
+    }
+    .run(conn, stop)
+    .await;
 }
 
 async fn incompatible(conn: &mut FramedConn<Stream>, message: &str) -> Result<(), CodecError> {
@@ -139,10 +152,15 @@ impl Session {
         Response { id: req.id, result }
     }
 
-    async fn dispatch(&mut self, body: RequestBody, out: &mpsc::Sender<ServerFrame>) -> Result<Reply, ApiError> {
+    async fn dispatch(
+        &mut self,
+        body: RequestBody,
+        out: &mpsc::Sender<ServerFrame>,
+    ) -> Result<Reply, ApiError> {
         let svc = self.svc.clone();
         let svc = &svc;
-        let internal = |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
+        let internal =
+            |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
         match body {
             RequestBody::Status => svc
                 .view
@@ -154,7 +172,9 @@ impl Session {
                 let topic = sub.topic();
                 self.unsubscribe(topic);
                 let task = match sub {
-                    Subscription::Alerts { from } => tokio::spawn(forward_alerts(svc.clone(), from, out.clone())),
+                    Subscription::Alerts { from } => {
+                        tokio::spawn(forward_alerts(svc.clone(), from, out.clone()))
+                    }
                     _ => tokio::spawn(forward_state(svc.clone(), topic, out.clone())),
                 };
                 self.subs.push((topic, task.abort_handle()));
@@ -171,12 +191,20 @@ impl Session {
                         format!(
                             "this connection is a viewer (uid {}); starting an audit needs an \
                              operator: add the uid to access.operator_uids in aurad.toml",
-                            self.peer.uid.map(|u| u.to_string()).unwrap_or_else(|| "unknown".into())
+                            self.peer
+                                .uid
+                                .map(|u| u.to_string())
+                                .unwrap_or_else(|| "unknown".into())
                         ),
                     ));
                 }
-                let requester = Requester { uid: self.peer.uid, role: self.role };
-                start_audit(svc, req, requester).await.map(|run| Reply::AuditStarted { run })
+                let requester = Requester {
+                    uid: self.peer.uid,
+                    role: self.role,
+                };
+                start_audit(svc, req, requester)
+                    .await
+                    .map(|run| Reply::AuditStarted { run })
             }
             RequestBody::GetAudit { run } => {
                 let record = svc.store.run(run).map_err(internal)?.ok_or_else(|| {
@@ -190,7 +218,10 @@ impl Session {
                 }))
             }
             RequestBody::ListAudits { limit } => {
-                let runs = svc.store.recent_runs(limit.min(1000) as usize).map_err(internal)?;
+                let runs = svc
+                    .store
+                    .recent_runs(limit.min(1000) as usize)
+                    .map_err(internal)?;
                 Ok(Reply::Audits(runs.iter().map(|r| r.summary()).collect()))
             }
         }
@@ -261,7 +292,11 @@ async fn forward_alerts(svc: Services, from: Option<u64>, out: mpsc::Sender<Serv
             }
             for a in batch {
                 next = a.seq + 1;
-                if out.send(ServerFrame::Update(Update::Alert(a))).await.is_err() {
+                if out
+                    .send(ServerFrame::Update(Update::Alert(a)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -271,7 +306,11 @@ async fn forward_alerts(svc: Services, from: Option<u64>, out: mpsc::Sender<Serv
                 Ok(a) if a.seq < next => {}
                 Ok(a) => {
                     next = a.seq + 1;
-                    if out.send(ServerFrame::Update(Update::Alert(a))).await.is_err() {
+                    if out
+                        .send(ServerFrame::Update(Update::Alert(a)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -92,7 +92,10 @@ pub enum TargetError {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait Target: Send + Sync {
-    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatReply, TargetError>>;
+    fn complete<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatReply, TargetError>>;
 }
 
 /// What every target needs beyond its own spec.
@@ -150,8 +153,9 @@ impl TargetRegistry {
             };
             let client = system_prompt.clone().and_then(|_| match spec.kind {
                 TargetKind::Demo => Ok(Arc::new(DemoTarget::new()) as Arc<dyn Target>),
-                TargetKind::Openai => OpenAiTarget::new(&spec, defaults)
-                    .map(|t| Arc::new(t) as Arc<dyn Target>),
+                TargetKind::Openai => {
+                    OpenAiTarget::new(&spec, defaults).map(|t| Arc::new(t) as Arc<dyn Target>)
+                }
             });
             let client = client.map_err(|e| format!("target `{name}`: {e}"));
             let system_prompt = system_prompt.unwrap_or(None);

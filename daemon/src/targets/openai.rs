@@ -26,7 +26,11 @@ impl OpenAiTarget {
             .as_deref()
             .ok_or("an openai target needs an endpoint")?;
         let model = spec.model.clone().ok_or("an openai target needs a model")?;
-        let api_key = spec.api_key.as_ref().map(|s| read_secret(s, spec)).transpose()?;
+        let api_key = spec
+            .api_key
+            .as_ref()
+            .map(|s| read_secret(s, spec))
+            .transpose()?;
         crate::tls::install_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(spec.timeouts.connect)
@@ -105,7 +109,10 @@ impl OpenAiTarget {
 }
 
 impl Target for OpenAiTarget {
-    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatReply, TargetError>> {
+    fn complete<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatReply, TargetError>> {
         Box::pin(self.call(req))
     }
 }

@@ -1,0 +1,120 @@
+//! `aura` command line: no subcommand opens the console; subcommands script the same
+//! requests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::exit;
+
+/// AURA console: watch agents, alerts and audits; run audits from scripts and CI.
+#[derive(Debug, Parser)]
+#[command(name = "aura", version, about, after_help = exit::HELP)]
+pub struct Cli {
+    /// The daemon's socket. Default: /run/aura, $XDG_RUNTIME_DIR/aura, or the data dir.
+    #[arg(long, env = "AURA_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon, agents, audits and alert counts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start, watch and inspect audits.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Policy files: validation without a daemon.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Start a local daemon with the bundled config (./config, ./policies, the demo
+    /// target) and open the console; stop the daemon when the console closes.
+    Up(commands::up::UpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Start an audit of a target.
+    Run(RunArgs),
+    /// One run's control verdicts.
+    Show {
+        run: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent runs.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A policy file's name (without .yaml) or a control id; default: every control that
+    /// applies to the target.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// The target's name, as configured in the daemon's targets folder.
+    #[arg(long)]
+    pub target: String,
+    /// Wait for the run to finish, print progress and a summary, and exit 0 only if
+    /// every control passed.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: print the result as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy folder or file; prints every problem with file, line and fix.
+    Validate {
+        /// Folder or file. Default: ./policies
+        path: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aura: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = crate::client::resolve_socket(cli.socket.as_deref());
+    runtime.block_on(async move {
+        match cli.command {
+            None => crate::console::run(socket).await,
+            Some(Command::Status { json }) => commands::status::run(&socket, json).await,
+            Some(Command::Audit(AuditCommand::Run(args))) => {
+                commands::audit::run(&socket, args).await
+            }
+            Some(Command::Audit(AuditCommand::Show { run, json })) => {
+                commands::audit::show(&socket, run, json).await
+            }
+            Some(Command::Audit(AuditCommand::List { limit, json })) => {
+                commands::audit::list(&socket, limit, json).await
+            }
+            Some(Command::Up(args)) => commands::up::run(args, cli.socket).await,
+            Some(Command::Policy(PolicyCommand::Validate { path })) => {
+                commands::policy::validate(path.as_deref())
+            }
+        }
+    })
+}

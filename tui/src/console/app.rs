@@ -1,0 +1,326 @@
+//! The console's model and its update function: `update(Msg) -> Vec<Effect>`, no I/O.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use aura_proto::handshake::Welcome;
+use aura_proto::view::{AgentKind, AgentRow, Alert, AuditSummary, DaemonStatus, RunId, Timestamp};
+use aura_proto::wire::{Delta, Snapshot, Topic, Update};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::conn::ConnEvent;
+
+/// Alerts kept in memory; older ones stay in the daemon's log.
+const MAX_ALERTS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conn {
+    Connecting { attempt: u32 },
+    Connected,
+    Disconnected { error: String, retry_in: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Agents,
+    Alerts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Help,
+    AlertDetail,
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Tick(Timestamp),
+    Conn(ConnEvent),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+    Resubscribe(Topic),
+}
+
+/// A key, what it does, and where: the single source for the footer and the help view.
+pub struct Binding {
+    pub keys: &'static str,
+    pub action: &'static str,
+}
+
+pub const MAIN_KEYS: &[Binding] = &[
+    Binding {
+        keys: "q",
+        action: "quit",
+    },
+    Binding {
+        keys: "?",
+        action: "help",
+    },
+    Binding {
+        keys: "tab",
+        action: "switch pane",
+    },
+    Binding {
+        keys: "j/k ↑/↓",
+        action: "move",
+    },
+    Binding {
+        keys: "enter",
+        action: "details",
+    },
+    Binding {
+        keys: "esc",
+        action: "back",
+    },
+];
+
+pub struct App {
+    pub conn: Conn,
+    pub welcome: Option<Welcome>,
+    pub daemon: Option<DaemonStatus>,
+    pub agents: BTreeMap<AgentKind, AgentRow>,
+    pub audits: BTreeMap<RunId, AuditSummary>,
+    pub alerts: VecDeque<Alert>,
+    seqs: HashMap<Topic, u64>,
+    pub focus: Focus,
+    /// Selected row in the focused pane.
+    pub agent_sel: usize,
+    /// Index into `alerts`, newest first.
+    pub alert_sel: usize,
+    pub stack: Vec<View>,
+    pub now: Timestamp,
+}
+
+impl App {
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            conn: Conn::Connecting { attempt: 1 },
+            welcome: None,
+            daemon: None,
+            agents: BTreeMap::new(),
+            audits: BTreeMap::new(),
+            alerts: VecDeque::new(),
+            seqs: HashMap::new(),
+            focus: Focus::Agents,
+            agent_sel: 0,
+            alert_sel: 0,
+            stack: Vec::new(),
+            now,
+        }
+    }
+
+    /// The audit to show in the progress panel: the newest running one, else the newest.
+    pub fn current_audit(&self) -> Option<&AuditSummary> {
+        self.audits
+            .values()
+            .rev()
+            .find(|a| !a.state.is_finished())
+            .or_else(|| self.audits.values().next_back())
+    }
+
+    /// Alerts newest first.
+    pub fn alerts_newest_first(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().rev()
+    }
+
+    pub fn selected_alert(&self) -> Option<&Alert> {
+        self.alerts_newest_first().nth(self.alert_sel)
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Tick(now) => {
+                self.now = now;
+                vec![]
+            }
+            Msg::Key(key) => self.key(key),
+            Msg::Conn(ev) => self.conn_event(ev),
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return vec![Effect::Quit];
+        }
+        match key.code {
+            KeyCode::Char('q') => return vec![Effect::Quit],
+            KeyCode::Esc => {
+                self.stack.pop();
+            }
+            KeyCode::Char('?') if self.stack.last() != Some(&View::Help) => {
+                self.stack.push(View::Help);
+            }
+            _ if !self.stack.is_empty() => {}
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.focus = match self.focus {
+                    Focus::Agents => Focus::Alerts,
+                    Focus::Alerts => Focus::Agents,
+                };
+            }
+            KeyCode::Char('j') | KeyCode::Down => self.move_sel(1),
+            KeyCode::Char('k') | KeyCode::Up => self.move_sel(-1),
+            KeyCode::Enter if self.focus == Focus::Alerts && self.selected_alert().is_some() => {
+                self.stack.push(View::AlertDetail);
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn move_sel(&mut self, by: isize) {
+        let (sel, len) = match self.focus {
+            Focus::Agents => (&mut self.agent_sel, self.agents.len()),
+            Focus::Alerts => (&mut self.alert_sel, self.alerts.len()),
+        };
+        if len == 0 {
+            *sel = 0;
+            return;
+        }
+        *sel = (*sel as isize + by).clamp(0, len as isize - 1) as usize;
+    }
+
+    fn conn_event(&mut self, ev: ConnEvent) -> Vec<Effect> {
+        match ev {
+            ConnEvent::Connecting { attempt } => {
+                self.conn = Conn::Connecting { attempt };
+                vec![]
+            }
+            ConnEvent::Connected(w) => {
+                self.conn = Conn::Connected;
+                self.welcome = Some(w);
+                self.seqs.clear();
+                vec![]
+            }
+            ConnEvent::Disconnected { error, retry_in } => {
+                self.conn = Conn::Disconnected { error, retry_in };
+                vec![]
+            }
+            ConnEvent::Update(u) => self.apply(u),
+        }
+    }
+
+    fn apply(&mut self, u: Update) -> Vec<Effect> {
+        match u {
+            Update::Snapshot { seq, state } => {
+                self.seqs.insert(state.topic(), seq);
+                match state {
+                    Snapshot::Daemon(d) => self.daemon = Some(d),
+                    Snapshot::Agents(rows) => {
+                        self.agents = rows.into_iter().map(|r| (r.kind, r)).collect();
+                    }
+                    Snapshot::Audits(list) => {
+                        self.audits = list.into_iter().map(|a| (a.run, a)).collect();
+                    }
+                }
+                vec![]
+            }
+            Update::Delta { seq, delta } => {
+                let topic = delta.topic();
+                match self.seqs.get(&topic) {
+                    Some(last) if seq == last + 1 => {}
+                    // Before the snapshot arrived, or a gap: wait for a fresh snapshot.
+                    Some(_) => {
+                        self.seqs.remove(&topic);
+                        return vec![Effect::Resubscribe(topic)];
+                    }
+                    None => return vec![],
+                }
+                self.seqs.insert(topic, seq);
+                match delta {
+                    Delta::Daemon(d) => self.daemon = Some(d),
+                    Delta::Agent(row) => {
+                        self.agents.insert(row.kind, row);
+                    }
+                    Delta::Audit(a) => {
+                        self.audits.insert(a.run, a);
+                    }
+                    Delta::AuditRemoved(run) => {
+                        self.audits.remove(&run);
+                    }
+                }
+                vec![]
+            }
+            Update::Lagged { topic, .. } => {
+                self.seqs.remove(&topic);
+                vec![]
+            }
+            Update::Alert(a) => {
+                if self.alerts.back().is_none_or(|last| a.seq > last.seq) {
+                    self.alerts.push_back(a);
+                    if self.alerts.len() > MAX_ALERTS {
+                        self.alerts.pop_front();
+                    }
+                    // Keep the selection on the same alert as new ones arrive on top.
+                    if self.alert_sel > 0 {
+                        self.alert_sel = (self.alert_sel + 1).min(self.alerts.len() - 1);
+                    }
+                }
+                vec![]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aura_proto::view::{AgentState, Role};
+
+    fn row(kind: AgentKind, done: u64) -> AgentRow {
+        AgentRow {
+            kind,
+            state: AgentState::Running,
+            last_heartbeat: Timestamp(0),
+            tasks_done: done,
+            errors: 0,
+            queue_depth: 0,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn deltas_apply_in_sequence_and_a_gap_asks_for_a_snapshot() {
+        let mut app = App::new(Timestamp(0));
+        app.update(Msg::Conn(ConnEvent::Connected(Welcome {
+            protocol: 1,
+            server: "s".into(),
+            role: Role::Operator,
+            host: "h".into(),
+        })));
+        let snap = Update::Snapshot {
+            seq: 5,
+            state: Snapshot::Agents(vec![row(AgentKind::Audit, 1)]),
+        };
+        assert!(app.update(Msg::Conn(ConnEvent::Update(snap))).is_empty());
+        let d6 = Update::Delta {
+            seq: 6,
+            delta: Delta::Agent(row(AgentKind::Audit, 2)),
+        };
+        assert!(app.update(Msg::Conn(ConnEvent::Update(d6))).is_empty());
+        assert_eq!(app.agents[&AgentKind::Audit].tasks_done, 2);
+        let d8 = Update::Delta {
+            seq: 8,
+            delta: Delta::Agent(row(AgentKind::Audit, 9)),
+        };
+        assert_eq!(
+            app.update(Msg::Conn(ConnEvent::Update(d8))),
+            vec![Effect::Resubscribe(Topic::Agents)]
+        );
+        assert_eq!(app.agents[&AgentKind::Audit].tasks_done, 2);
+    }
+
+    #[test]
+    fn q_quits_and_esc_pops_views() {
+        let mut app = App::new(Timestamp(0));
+        let key = |c| Msg::Key(KeyEvent::from(c));
+        app.update(key(KeyCode::Char('?')));
+        assert_eq!(app.stack, vec![View::Help]);
+        app.update(key(KeyCode::Esc));
+        assert!(app.stack.is_empty());
+        assert_eq!(app.update(key(KeyCode::Char('q'))), vec![Effect::Quit]);
+    }
+}
