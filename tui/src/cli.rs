@@ -97,8 +97,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    runtime.block_on(execute(cli))
+}
+
+/// Runs a parsed command line; the binary's `main` and the tests both come here.
+pub async fn execute(cli: Cli) -> ExitCode {
     let socket = crate::client::resolve_socket(cli.socket.as_deref());
-    runtime.block_on(async move {
+    {
         match cli.command {
             None => crate::console::run(socket).await,
             Some(Command::Status { json }) => commands::status::run(&socket, json).await,
@@ -116,5 +121,5 @@ pub fn main() -> ExitCode {
                 commands::policy::validate(path.as_deref())
             }
         }
-    })
+    }
 }

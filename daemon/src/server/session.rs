@@ -1,20 +1,22 @@
 //! One client connection: handshake, then requests and subscriptions until either side
 //! closes. Every protocol error gets a sentence back before the connection closes.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::Duration;
 
 use aura_proto::codec::{CodecError, FramedConn};
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome, version_mismatch_message};
-use aura_proto::view::Role;
+use aura_proto::view::{Alert, Role};
 use aura_proto::wire::{
-    ApiError, ClientFrame, ErrorCode, Reply, Request, RequestBody, Response, ServerFrame,
+    ApiError, ClientFrame, ErrorCode, Reply, RequestBody, Response, ServerFrame,
     Subscription, Topic, Update,
 };
 use aura_proto::{MAGIC, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::AbortHandle;
+use tokio::sync::broadcast;
+use tokio_stream::{StreamExt as _, StreamMap};
 use tokio_util::sync::CancellationToken;
 
 use super::access::Peer;
@@ -25,8 +27,6 @@ use aura_proto::view::AuditDetail;
 
 /// Time a client has to send the magic and its hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames queued for a client before its subscriptions slow down (and then lag).
-const OUTBOUND: usize = 256;
 
 pub async fn serve(
     mut stream: Stream,
@@ -75,7 +75,7 @@ pub async fn serve(
         svc,
         peer,
         role,
-        subs: Vec::new(),
+        subs: StreamMap::new(),
     }
     .run(conn, stop)
     .await;
@@ -103,21 +103,23 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// A subscription's frames, polled inside the session's own task: dropping the session
+/// (closed, failed, or aborted at shutdown) drops them, so nothing outlives it.
+type Feed = Pin<Box<dyn futures::Stream<Item = ServerFrame> + Send>>;
+
 struct Session {
     svc: Services,
     peer: Peer,
     role: Role,
-    subs: Vec<(Topic, AbortHandle)>,
+    subs: StreamMap<Topic, Feed>,
 }
 
 impl Session {
     async fn run(mut self, mut conn: FramedConn<Stream>, stop: CancellationToken) {
-        let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(OUTBOUND);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                frame = out_rx.recv() => {
-                    let Some(frame) = frame else { break };
+                Some((_, frame)) = self.subs.next(), if !self.subs.is_empty() => {
                     if conn.send(&frame).await.is_err() { break; }
                 }
                 incoming = conn.recv::<ClientFrame>() => match incoming {
@@ -125,7 +127,8 @@ impl Session {
                         if conn.send(&ServerFrame::Pong(n)).await.is_err() { break; }
                     }
                     Ok(Some(ClientFrame::Request(req))) => {
-                        let resp = self.handle(req, &out_tx).await;
+                        let result = self.dispatch(req.body).await;
+                        let resp = Response { id: req.id, result };
                         if conn.send(&ServerFrame::Response(resp)).await.is_err() { break; }
                     }
                     Ok(None) => break,
@@ -142,25 +145,12 @@ impl Session {
                 },
             }
         }
-        for (_, h) in self.subs {
-            h.abort();
-        }
     }
 
-    async fn handle(&mut self, req: Request, out: &mpsc::Sender<ServerFrame>) -> Response {
-        let result = self.dispatch(req.body, out).await;
-        Response { id: req.id, result }
-    }
-
-    async fn dispatch(
-        &mut self,
-        body: RequestBody,
-        out: &mpsc::Sender<ServerFrame>,
-    ) -> Result<Reply, ApiError> {
+    async fn dispatch(&mut self, body: RequestBody) -> Result<Reply, ApiError> {
         let svc = self.svc.clone();
         let svc = &svc;
-        let internal =
-            |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
+        let internal = |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
         match body {
             RequestBody::Status => svc
                 .view
@@ -170,18 +160,16 @@ impl Session {
                 .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the daemon is stopping")),
             RequestBody::Subscribe(sub) => {
                 let topic = sub.topic();
-                self.unsubscribe(topic);
-                let task = match sub {
-                    Subscription::Alerts { from } => {
-                        tokio::spawn(forward_alerts(svc.clone(), from, out.clone()))
-                    }
-                    _ => tokio::spawn(forward_state(svc.clone(), topic, out.clone())),
+                let feed = match sub {
+                    Subscription::Alerts { from } => alert_feed(svc.clone(), from),
+                    _ => state_feed(svc.clone(), topic),
                 };
-                self.subs.push((topic, task.abort_handle()));
+                // Replaces an earlier subscription to the same topic.
+                self.subs.insert(topic, feed);
                 Ok(Reply::Subscribed(topic))
             }
             RequestBody::Unsubscribe(topic) => {
-                self.unsubscribe(topic);
+                self.subs.remove(&topic);
                 Ok(Reply::Unsubscribed(topic))
             }
             RequestBody::StartAudit(req) => {
@@ -191,20 +179,12 @@ impl Session {
                         format!(
                             "this connection is a viewer (uid {}); starting an audit needs an \
                              operator: add the uid to access.operator_uids in aurad.toml",
-                            self.peer
-                                .uid
-                                .map(|u| u.to_string())
-                                .unwrap_or_else(|| "unknown".into())
+                            self.peer.uid.map(|u| u.to_string()).unwrap_or_else(|| "unknown".into())
                         ),
                     ));
                 }
-                let requester = Requester {
-                    uid: self.peer.uid,
-                    role: self.role,
-                };
-                start_audit(svc, req, requester)
-                    .await
-                    .map(|run| Reply::AuditStarted { run })
+                let requester = Requester { uid: self.peer.uid, role: self.role };
+                start_audit(svc, req, requester).await.map(|run| Reply::AuditStarted { run })
             }
             RequestBody::GetAudit { run } => {
                 let record = svc.store.run(run).map_err(internal)?.ok_or_else(|| {
@@ -218,105 +198,80 @@ impl Session {
                 }))
             }
             RequestBody::ListAudits { limit } => {
-                let runs = svc
-                    .store
-                    .recent_runs(limit.min(1000) as usize)
-                    .map_err(internal)?;
+                let runs = svc.store.recent_runs(limit.min(1000) as usize).map_err(internal)?;
                 Ok(Reply::Audits(runs.iter().map(|r| r.summary()).collect()))
             }
         }
     }
+}
 
-    fn unsubscribe(&mut self, topic: Topic) {
-        self.subs.retain(|(t, h)| {
-            if *t == topic {
-                h.abort();
-                false
-            } else {
-                true
-            }
-        });
-    }
+enum StateFeed {
+    Subscribe,
+    Live(broadcast::Receiver<Update>),
 }
 
 /// Snapshot, then deltas; after a lag, `Lagged` and a fresh snapshot.
-async fn forward_state(svc: Services, topic: Topic, out: mpsc::Sender<ServerFrame>) {
-    loop {
-        let Some((snapshot, mut rx)) = svc.view.subscribe(topic).await else {
-            return;
-        };
-        if out.send(ServerFrame::Update(snapshot)).await.is_err() {
-            return;
-        }
-        loop {
-            match rx.recv().await {
-                Ok(update) => {
-                    if out.send(ServerFrame::Update(update)).await.is_err() {
-                        return;
-                    }
+fn state_feed(svc: Services, topic: Topic) -> Feed {
+    Box::pin(futures::stream::unfold(StateFeed::Subscribe, move |state| {
+        let svc = svc.clone();
+        async move {
+            match state {
+                StateFeed::Subscribe => {
+                    let (snapshot, rx) = svc.view.subscribe(topic).await?;
+                    Some((ServerFrame::Update(snapshot), StateFeed::Live(rx)))
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let lagged = Update::Lagged { topic, missed };
-                    if out.send(ServerFrame::Update(lagged)).await.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                StateFeed::Live(mut rx) => match rx.recv().await {
+                    Ok(update) => Some((ServerFrame::Update(update), StateFeed::Live(rx))),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Some((
+                        ServerFrame::Update(Update::Lagged { topic, missed }),
+                        StateFeed::Subscribe,
+                    )),
+                    Err(broadcast::error::RecvError::Closed) => None,
+                },
             }
         }
-    }
+    }))
+}
+
+struct AlertFeed {
+    svc: Services,
+    live: broadcast::Receiver<Alert>,
+    /// The seq of the next alert to send.
+    next: u64,
+    /// Replaying stored alerts (at start, and after a lag) rather than following live.
+    replaying: bool,
+    batch: VecDeque<Alert>,
 }
 
 /// Replays the alert log from a cursor, then follows it live. A lag is repaired from the
 /// store, so a subscriber never misses an alert.
-async fn forward_alerts(svc: Services, from: Option<u64>, out: mpsc::Sender<ServerFrame>) {
-    let mut live = svc.view.alerts();
-    let store = svc.store.clone();
-    let mut next = match from {
-        Some(f) => f,
-        None => store.next_alert_seq().unwrap_or(1),
-    };
-    loop {
-        // Replay whatever is stored from `next` on.
+fn alert_feed(svc: Services, from: Option<u64>) -> Feed {
+    let live = svc.view.alerts();
+    let next = from.unwrap_or_else(|| svc.store.next_alert_seq().unwrap_or(1));
+    let state = AlertFeed { svc, live, next, replaying: true, batch: VecDeque::new() };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
         loop {
-            let batch = match store.alerts_from(next, 256) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the alert log");
-                    return;
-                }
-            };
-            if batch.is_empty() {
-                break;
+            if let Some(a) = st.batch.pop_front() {
+                st.next = a.seq + 1;
+                return Some((ServerFrame::Update(Update::Alert(a)), st));
             }
-            for a in batch {
-                next = a.seq + 1;
-                if out
-                    .send(ServerFrame::Update(Update::Alert(a)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-        loop {
-            match live.recv().await {
-                Ok(a) if a.seq < next => {}
-                Ok(a) => {
-                    next = a.seq + 1;
-                    if out
-                        .send(ServerFrame::Update(Update::Alert(a)))
-                        .await
-                        .is_err()
-                    {
-                        return;
+            if st.replaying {
+                match st.svc.store.alerts_from(st.next, 256) {
+                    Ok(b) if b.is_empty() => st.replaying = false,
+                    Ok(b) => st.batch.extend(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the alert log");
+                        return None;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
+                continue;
+            }
+            match st.live.recv().await {
+                Ok(a) if a.seq < st.next => {}
+                Ok(a) => st.batch.push_back(a),
+                Err(broadcast::error::RecvError::Lagged(_)) => st.replaying = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    }
+    }))
 }

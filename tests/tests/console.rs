@@ -1,0 +1,119 @@
+//! The console at 80x24, filled from a real daemon over a real socket.
+
+use std::time::Duration;
+
+use aura::console::app::{App, Msg};
+use aura::console::conn;
+use aura::console::theme::Theme;
+use aura::console::ui;
+use aura_proto::view::{AgentKind, AgentState, Timestamp};
+use aura_proto::wire::{Reply, RequestBody, StartAudit};
+use aura_tests::{Setup, TestDaemon, wait_for};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn render(app: &App) -> String {
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| ui::draw(f, app, &Theme::plain())).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
+    let d = TestDaemon::start(Setup::default()).await;
+    let client = d.client().await;
+    let start = StartAudit { policy: Some("baseline".into()), target: "demo".into() };
+    let Reply::AuditStarted { run } = client.request(RequestBody::StartAudit(start)).await.unwrap() else {
+        panic!("not started");
+    };
+
+    let (mut events, _commands) = conn::spawn(d.socket.clone());
+    let mut app = App::new(Timestamp(0));
+    // Feed the console until the run is done, its alerts are in, and the last steps
+    // (remediation, learning) have reported.
+    wait_for("the console to fill", Duration::from_secs(20), || {
+        while let Ok(ev) = events.try_recv() {
+            app.update(Msg::Conn(ev));
+        }
+        let done = app.audits.get(&run).is_some_and(|a| a.state.is_finished())
+            && app.alerts.len() == 2
+            && app.agents.len() == 9
+            && app.agents.values().all(|a| a.state == AgentState::Running)
+            && [AgentKind::Learning, AgentKind::Remediation]
+                .iter()
+                .all(|k| app.agents.get(k).is_some_and(|a| a.tasks_done == 1));
+        std::future::ready(done.then_some(()))
+    })
+    .await;
+    // Ages are measured from `now`; pin it so the snapshot does not depend on timing.
+    app.update(Msg::Tick(Timestamp(0)));
+    let screen = render(&app);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\d\d:\d\d:\d\d", "HH:MM:SS");
+    settings.add_filter(&format!("@ {} ", regex_escape(&aurad::server::hostname())), "@ HOST ");
+    settings.bind(|| insta::assert_snapshot!(screen));
+
+    // The help view lists the same keys as the footer.
+    app.update(Msg::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('?'))));
+    let help = render(&app);
+    assert!(help.contains("Help") && help.contains("switch pane"), "{help}");
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c.is_ascii_alphanumeric() { vec![c] } else { vec!['\\', c] })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
+    use aura::console::app::Conn;
+    let d = TestDaemon::start(Setup::default()).await;
+    let (mut events, _commands) = conn::spawn(d.socket.clone());
+    let mut app = App::new(Timestamp(0));
+    let mut pump = |app: &mut App| {
+        while let Ok(ev) = events.try_recv() {
+            app.update(Msg::Conn(ev));
+        }
+    };
+    let client = d.client().await;
+    let start = StartAudit { policy: Some("baseline".into()), target: "demo".into() };
+    client.request(RequestBody::StartAudit(start.clone())).await.unwrap();
+    wait_for("two alerts", Duration::from_secs(20), || {
+        pump(&mut app);
+        std::future::ready((app.alerts.len() == 2).then_some(()))
+    })
+    .await;
+
+    let dir = d.stop().await;
+    wait_for("the console to notice", Duration::from_secs(20), || {
+        pump(&mut app);
+        std::future::ready(matches!(app.conn, Conn::Disconnected { .. } | Conn::Connecting { .. }).then_some(()))
+    })
+    .await;
+
+    let config = Setup::default().write(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+    wait_for("the console to reconnect", Duration::from_secs(20), || {
+        pump(&mut app);
+        std::future::ready((app.conn == Conn::Connected && app.agents.len() == 9).then_some(()))
+    })
+    .await;
+    // A second run raises two more alerts; the console has exactly four, in order.
+    d.client().await.request(RequestBody::StartAudit(start)).await.unwrap();
+    wait_for("four alerts", Duration::from_secs(20), || {
+        pump(&mut app);
+        std::future::ready((app.alerts.len() == 4).then_some(()))
+    })
+    .await;
+    let seqs: Vec<u64> = app.alerts.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
