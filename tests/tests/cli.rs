@@ -22,23 +22,56 @@ async fn audit_run_wait_exit_codes_follow_the_verdicts() {
     let good = FakeLlm::start(|_| Action::chat("I'm sorry, but I can't help with that.")).await;
     let broken = FakeLlm::start(|_| Action::status(500, "{}")).await;
     let setup = Setup::default()
-        .with_target("g.yaml", &format!("name: good\nkind: openai\nendpoint: {}\nmodel: m\n", good.url()))
-        .with_target("b.yaml", &format!("name: broken\nkind: openai\nendpoint: {}\nmodel: m\n", broken.url()));
+        .with_target(
+            "g.yaml",
+            &format!(
+                "name: good\nkind: openai\nendpoint: {}\nmodel: m\n",
+                good.url()
+            ),
+        )
+        .with_target(
+            "b.yaml",
+            &format!(
+                "name: broken\nkind: openai\nendpoint: {}\nmodel: m\n",
+                broken.url()
+            ),
+        );
     let d = TestDaemon::start(setup).await;
     let sock = d.socket.to_str().unwrap().to_string();
     let run = |target: &'static str| {
         let sock = sock.clone();
-        async move { aura(&["--socket", &sock, "audit", "run", "--policy", "baseline", "--target", target, "--wait"]).await }
+        async move {
+            aura(&[
+                "--socket", &sock, "audit", "run", "--policy", "baseline", "--target", target,
+                "--wait",
+            ])
+            .await
+        }
     };
     assert_eq!(run("demo").await, code(aura::exit::FAILED));
     assert_eq!(run("good").await, code(aura::exit::OK));
     assert_eq!(run("broken").await, code(aura::exit::INCOMPLETE));
     assert_eq!(run("no-such-target").await, code(aura::exit::REJECTED));
-    assert_eq!(aura(&["--socket", &sock, "status"]).await, code(aura::exit::OK));
-    assert_eq!(aura(&["--socket", &sock, "status", "--json"]).await, code(aura::exit::OK));
-    assert_eq!(aura(&["--socket", &sock, "audit", "show", "1"]).await, code(aura::exit::OK));
-    assert_eq!(aura(&["--socket", &sock, "audit", "show", "99"]).await, code(aura::exit::REJECTED));
-    assert_eq!(aura(&["--socket", &sock, "audit", "list"]).await, code(aura::exit::OK));
+    assert_eq!(
+        aura(&["--socket", &sock, "status"]).await,
+        code(aura::exit::OK)
+    );
+    assert_eq!(
+        aura(&["--socket", &sock, "status", "--json"]).await,
+        code(aura::exit::OK)
+    );
+    assert_eq!(
+        aura(&["--socket", &sock, "audit", "show", "1"]).await,
+        code(aura::exit::OK)
+    );
+    assert_eq!(
+        aura(&["--socket", &sock, "audit", "show", "99"]).await,
+        code(aura::exit::REJECTED)
+    );
+    assert_eq!(
+        aura(&["--socket", &sock, "audit", "list"]).await,
+        code(aura::exit::OK)
+    );
 }
 
 #[tokio::test]
@@ -46,9 +79,15 @@ async fn an_unreachable_daemon_has_its_own_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("nothing-here.sock");
     let sock = sock.to_str().unwrap();
-    assert_eq!(aura(&["--socket", sock, "status"]).await, code(aura::exit::UNREACHABLE));
     assert_eq!(
-        aura(&["--socket", sock, "audit", "run", "--target", "demo", "--wait"]).await,
+        aura(&["--socket", sock, "status"]).await,
+        code(aura::exit::UNREACHABLE)
+    );
+    assert_eq!(
+        aura(&[
+            "--socket", sock, "audit", "run", "--target", "demo", "--wait"
+        ])
+        .await,
         code(aura::exit::UNREACHABLE)
     );
 }
@@ -56,8 +95,18 @@ async fn an_unreachable_daemon_has_its_own_exit_code() {
 #[tokio::test]
 async fn policy_validate_works_without_a_daemon() {
     let pack = repo_policies();
-    assert_eq!(aura(&["policy", "validate", pack.to_str().unwrap()]).await, code(aura::exit::OK));
+    assert_eq!(
+        aura(&["policy", "validate", pack.to_str().unwrap()]).await,
+        code(aura::exit::OK)
+    );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), "id: X\ntitle: t\nseverity: hgh\nkind: probe\n").unwrap();
-    assert_eq!(aura(&["policy", "validate", dir.path().to_str().unwrap()]).await, code(aura::exit::USAGE));
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "id: X\ntitle: t\nseverity: hgh\nkind: probe\n",
+    )
+    .unwrap();
+    assert_eq!(
+        aura(&["policy", "validate", dir.path().to_str().unwrap()]).await,
+        code(aura::exit::USAGE)
+    );
 }

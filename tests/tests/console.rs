@@ -30,8 +30,15 @@ fn render(app: &App) -> String {
 async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
     let d = TestDaemon::start(Setup::default()).await;
     let client = d.client().await;
-    let start = StartAudit { policy: Some("baseline".into()), target: "demo".into() };
-    let Reply::AuditStarted { run } = client.request(RequestBody::StartAudit(start)).await.unwrap() else {
+    let start = StartAudit {
+        policy: Some("baseline".into()),
+        target: "demo".into(),
+    };
+    let Reply::AuditStarted { run } = client
+        .request(RequestBody::StartAudit(start))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
 
@@ -58,18 +65,32 @@ async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
     let screen = render(&app);
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\d\d:\d\d:\d\d", "HH:MM:SS");
-    settings.add_filter(&format!("@ {} ", regex_escape(&aurad::server::hostname())), "@ HOST ");
+    settings.add_filter(
+        &format!("@ {} ", regex_escape(&aurad::server::hostname())),
+        "@ HOST ",
+    );
     settings.bind(|| insta::assert_snapshot!(screen));
 
     // The help view lists the same keys as the footer.
-    app.update(Msg::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('?'))));
+    app.update(Msg::Key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Char('?'),
+    )));
     let help = render(&app);
-    assert!(help.contains("Help") && help.contains("switch pane"), "{help}");
+    assert!(
+        help.contains("Help") && help.contains("switch pane"),
+        "{help}"
+    );
 }
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .flat_map(|c| if c.is_ascii_alphanumeric() { vec![c] } else { vec!['\\', c] })
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
         .collect()
 }
 
@@ -85,8 +106,14 @@ async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
         }
     };
     let client = d.client().await;
-    let start = StartAudit { policy: Some("baseline".into()), target: "demo".into() };
-    client.request(RequestBody::StartAudit(start.clone())).await.unwrap();
+    let start = StartAudit {
+        policy: Some("baseline".into()),
+        target: "demo".into(),
+    };
+    client
+        .request(RequestBody::StartAudit(start.clone()))
+        .await
+        .unwrap();
     wait_for("two alerts", Duration::from_secs(20), || {
         pump(&mut app);
         std::future::ready((app.alerts.len() == 2).then_some(()))
@@ -96,7 +123,13 @@ async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
     let dir = d.stop().await;
     wait_for("the console to notice", Duration::from_secs(20), || {
         pump(&mut app);
-        std::future::ready(matches!(app.conn, Conn::Disconnected { .. } | Conn::Connecting { .. }).then_some(()))
+        std::future::ready(
+            matches!(
+                app.conn,
+                Conn::Disconnected { .. } | Conn::Connecting { .. }
+            )
+            .then_some(()),
+        )
     })
     .await;
 
@@ -108,7 +141,11 @@ async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
     })
     .await;
     // A second run raises two more alerts; the console has exactly four, in order.
-    d.client().await.request(RequestBody::StartAudit(start)).await.unwrap();
+    d.client()
+        .await
+        .request(RequestBody::StartAudit(start))
+        .await
+        .unwrap();
     wait_for("four alerts", Duration::from_secs(20), || {
         pump(&mut app);
         std::future::ready((app.alerts.len() == 4).then_some(()))

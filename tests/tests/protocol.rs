@@ -35,7 +35,14 @@ fn read_frame(s: &mut UnixStream) -> Option<Vec<u8>> {
 
 fn handshake(s: &mut UnixStream, protocol: u32) -> HandshakeReply {
     s.write_all(&MAGIC).unwrap();
-    write_frame(s, &encode(&Hello { protocol, client: "test".into() }).unwrap());
+    write_frame(
+        s,
+        &encode(&Hello {
+            protocol,
+            client: "test".into(),
+        })
+        .unwrap(),
+    );
     decode(&read_frame(s).expect("a handshake reply")).unwrap()
 }
 
@@ -47,7 +54,10 @@ fn closed(s: &mut UnixStream) -> bool {
 /// After each bad client, a good one still gets served.
 async fn still_serving(d: &TestDaemon) {
     let c = d.client().await;
-    assert!(matches!(c.request(RequestBody::Status).await, Ok(Reply::Status(_))));
+    assert!(matches!(
+        c.request(RequestBody::Status).await,
+        Ok(Reply::Status(_))
+    ));
 }
 
 fn connection_error(s: &mut UnixStream) -> String {
@@ -77,7 +87,10 @@ async fn version_mismatch_gets_incompatible_naming_both_versions() {
     .unwrap();
     match reply {
         HandshakeReply::Incompatible { message } => {
-            assert!(message.contains(&(PROTOCOL_VERSION + 7).to_string()), "{message}");
+            assert!(
+                message.contains(&(PROTOCOL_VERSION + 7).to_string()),
+                "{message}"
+            );
             assert!(message.contains(&PROTOCOL_VERSION.to_string()), "{message}");
         }
         other => panic!("{other:?}"),
@@ -106,7 +119,10 @@ async fn oversize_length_prefix_is_refused() {
     let sock = d.socket.clone();
     let msg = tokio::task::spawn_blocking(move || {
         let mut s = raw(&sock);
-        assert!(matches!(handshake(&mut s, PROTOCOL_VERSION), HandshakeReply::Welcome(_)));
+        assert!(matches!(
+            handshake(&mut s, PROTOCOL_VERSION),
+            HandshakeReply::Welcome(_)
+        ));
         // Claims 4 GiB; the daemon must refuse before allocating.
         s.write_all(&u32::MAX.to_be_bytes()).unwrap();
         let m = connection_error(&mut s);
@@ -125,8 +141,13 @@ async fn random_bytes_in_a_frame_are_a_clear_error() {
     let sock = d.socket.clone();
     let msg = tokio::task::spawn_blocking(move || {
         let mut s = raw(&sock);
-        assert!(matches!(handshake(&mut s, PROTOCOL_VERSION), HandshakeReply::Welcome(_)));
-        let junk: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 0x80).collect();
+        assert!(matches!(
+            handshake(&mut s, PROTOCOL_VERSION),
+            HandshakeReply::Welcome(_)
+        ));
+        let junk: Vec<u8> = (0..64u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 0x80)
+            .collect();
         write_frame(&mut s, &junk);
         connection_error(&mut s)
     })
@@ -143,7 +164,10 @@ async fn truncated_frame_and_garbage_hello_do_not_hurt_the_daemon() {
     tokio::task::spawn_blocking(move || {
         // A frame cut short, then the client vanishes.
         let mut s = raw(&sock);
-        assert!(matches!(handshake(&mut s, PROTOCOL_VERSION), HandshakeReply::Welcome(_)));
+        assert!(matches!(
+            handshake(&mut s, PROTOCOL_VERSION),
+            HandshakeReply::Welcome(_)
+        ));
         s.write_all(&100u32.to_be_bytes()).unwrap();
         s.write_all(&[1, 2, 3]).unwrap();
         drop(s);
@@ -152,7 +176,9 @@ async fn truncated_frame_and_garbage_hello_do_not_hurt_the_daemon() {
         s.write_all(&MAGIC).unwrap();
         write_frame(&mut s, &[0xff; 9]);
         match decode::<HandshakeReply>(&read_frame(&mut s).unwrap()).unwrap() {
-            HandshakeReply::Incompatible { message } => assert!(message.contains("malformed hello"), "{message}"),
+            HandshakeReply::Incompatible { message } => {
+                assert!(message.contains("malformed hello"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
     })
@@ -170,8 +196,19 @@ async fn ping_is_answered_with_the_same_number() {
     let mut stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
     stream.write_all(&MAGIC).await.unwrap();
     let mut conn = FramedConn::new(stream);
-    conn.send(&Hello { protocol: PROTOCOL_VERSION, client: "t".into() }).await.unwrap();
-    assert!(matches!(conn.expect::<HandshakeReply>().await.unwrap(), HandshakeReply::Welcome(_)));
+    conn.send(&Hello {
+        protocol: PROTOCOL_VERSION,
+        client: "t".into(),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        conn.expect::<HandshakeReply>().await.unwrap(),
+        HandshakeReply::Welcome(_)
+    ));
     conn.send(&ClientFrame::Ping(4242)).await.unwrap();
-    assert_eq!(conn.expect::<ServerFrame>().await.unwrap(), ServerFrame::Pong(4242));
+    assert_eq!(
+        conn.expect::<ServerFrame>().await.unwrap(),
+        ServerFrame::Pong(4242)
+    );
 }

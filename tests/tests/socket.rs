@@ -38,7 +38,11 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused_naming_the_pid() {
     }
     .write(d.dir.path());
     config.socket = Some(d.dir.path().join("other/aurad.sock"));
-    let err = DaemonBuilder::new(config).start().await.err().expect("refused");
+    let err = DaemonBuilder::new(config)
+        .start()
+        .await
+        .err()
+        .expect("refused");
     let msg = err.to_string();
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
     assert!(msg.contains("another aurad"), "{msg}");
@@ -62,14 +66,24 @@ async fn a_stale_socket_is_replaced_and_a_world_writable_folder_refused() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut config = Setup::default().write(dir.path());
     config.socket = Some(open.join("aurad.sock"));
-    let msg = DaemonBuilder::new(config).start().await.err().expect("refused").to_string();
+    let msg = DaemonBuilder::new(config)
+        .start()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(msg.contains("writable by other users"), "{msg}");
 
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&run, &link).unwrap();
     let mut config = Setup::default().write(dir.path());
     config.socket = Some(link.join("aurad.sock"));
-    let msg = DaemonBuilder::new(config).start().await.err().expect("refused").to_string();
+    let msg = DaemonBuilder::new(config)
+        .start()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(msg.contains("symlink"), "{msg}");
 }
 
@@ -82,8 +96,14 @@ fn connect_as_nobody_and_start_audit(socket: &Path) -> (Role, ErrorCode, String)
     std::thread::spawn(move || {
         // SAFETY: raw setresgid/setresuid on this thread only; it exits right after.
         unsafe {
-            assert_eq!(libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY), 0);
-            assert_eq!(libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY), 0);
+            assert_eq!(
+                libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY),
+                0
+            );
+            assert_eq!(
+                libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY),
+                0
+            );
         }
         let mut s = UnixStream::connect(&socket).expect("nobody can connect through the group");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -99,13 +119,26 @@ fn connect_as_nobody_and_start_audit(socket: &Path) -> (Role, ErrorCode, String)
             s.read_exact(&mut b).unwrap();
             b
         };
-        frame(&mut s, encode(&Hello { protocol: PROTOCOL_VERSION, client: "viewer".into() }).unwrap());
+        frame(
+            &mut s,
+            encode(&Hello {
+                protocol: PROTOCOL_VERSION,
+                client: "viewer".into(),
+            })
+            .unwrap(),
+        );
         let role = match decode::<HandshakeReply>(&read(&mut s)).unwrap() {
             HandshakeReply::Welcome(w) => w.role,
             other => panic!("{other:?}"),
         };
-        let start = StartAudit { policy: None, target: "demo".into() };
-        let req = ClientFrame::Request(Request { id: 1, body: RequestBody::StartAudit(start) });
+        let start = StartAudit {
+            policy: None,
+            target: "demo".into(),
+        };
+        let req = ClientFrame::Request(Request {
+            id: 1,
+            body: RequestBody::StartAudit(start),
+        });
         frame(&mut s, encode(&req).unwrap());
         match decode::<ServerFrame>(&read(&mut s)).unwrap() {
             ServerFrame::Response(r) => {
@@ -128,7 +161,10 @@ async fn a_viewer_cannot_start_an_audit() {
     }
     // A folder `nobody` can traverse; the daemon makes the socket folder 0750 with the
     // socket group, and the socket 0660.
-    let base = tempfile::Builder::new().prefix("aura-viewer").tempdir_in("/tmp").unwrap();
+    let base = tempfile::Builder::new()
+        .prefix("aura-viewer")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = base.path().join("run/aurad.sock");
     let setup = Setup {
@@ -141,12 +177,16 @@ async fn a_viewer_cannot_start_an_audit() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), NOBODY);
     let s = socket.clone();
-    let (role, code, message) = tokio::task::spawn_blocking(move || connect_as_nobody_and_start_audit(&s))
-        .await
-        .unwrap();
+    let (role, code, message) =
+        tokio::task::spawn_blocking(move || connect_as_nobody_and_start_audit(&s))
+            .await
+            .unwrap();
     assert_eq!(role, Role::Viewer);
     assert_eq!(code, ErrorCode::Forbidden);
-    assert!(message.contains("viewer") && message.contains("65534"), "{message}");
+    assert!(
+        message.contains("viewer") && message.contains("65534"),
+        "{message}"
+    );
     // The owner is still an operator.
     assert_eq!(d.client().await.welcome.role, Role::Operator);
     drop(base);

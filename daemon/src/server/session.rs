@@ -9,8 +9,8 @@ use aura_proto::codec::{CodecError, FramedConn};
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome, version_mismatch_message};
 use aura_proto::view::{Alert, Role};
 use aura_proto::wire::{
-    ApiError, ClientFrame, ErrorCode, Reply, RequestBody, Response, ServerFrame,
-    Subscription, Topic, Update,
+    ApiError, ClientFrame, ErrorCode, Reply, RequestBody, Response, ServerFrame, Subscription,
+    Topic, Update,
 };
 use aura_proto::{MAGIC, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
@@ -150,7 +150,8 @@ impl Session {
     async fn dispatch(&mut self, body: RequestBody) -> Result<Reply, ApiError> {
         let svc = self.svc.clone();
         let svc = &svc;
-        let internal = |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
+        let internal =
+            |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
         match body {
             RequestBody::Status => svc
                 .view
@@ -179,12 +180,20 @@ impl Session {
                         format!(
                             "this connection is a viewer (uid {}); starting an audit needs an \
                              operator: add the uid to access.operator_uids in aurad.toml",
-                            self.peer.uid.map(|u| u.to_string()).unwrap_or_else(|| "unknown".into())
+                            self.peer
+                                .uid
+                                .map(|u| u.to_string())
+                                .unwrap_or_else(|| "unknown".into())
                         ),
                     ));
                 }
-                let requester = Requester { uid: self.peer.uid, role: self.role };
-                start_audit(svc, req, requester).await.map(|run| Reply::AuditStarted { run })
+                let requester = Requester {
+                    uid: self.peer.uid,
+                    role: self.role,
+                };
+                start_audit(svc, req, requester)
+                    .await
+                    .map(|run| Reply::AuditStarted { run })
             }
             RequestBody::GetAudit { run } => {
                 let record = svc.store.run(run).map_err(internal)?.ok_or_else(|| {
@@ -198,7 +207,10 @@ impl Session {
                 }))
             }
             RequestBody::ListAudits { limit } => {
-                let runs = svc.store.recent_runs(limit.min(1000) as usize).map_err(internal)?;
+                let runs = svc
+                    .store
+                    .recent_runs(limit.min(1000) as usize)
+                    .map_err(internal)?;
                 Ok(Reply::Audits(runs.iter().map(|r| r.summary()).collect()))
             }
         }
@@ -212,25 +224,28 @@ enum StateFeed {
 
 /// Snapshot, then deltas; after a lag, `Lagged` and a fresh snapshot.
 fn state_feed(svc: Services, topic: Topic) -> Feed {
-    Box::pin(futures::stream::unfold(StateFeed::Subscribe, move |state| {
-        let svc = svc.clone();
-        async move {
-            match state {
-                StateFeed::Subscribe => {
-                    let (snapshot, rx) = svc.view.subscribe(topic).await?;
-                    Some((ServerFrame::Update(snapshot), StateFeed::Live(rx)))
+    Box::pin(futures::stream::unfold(
+        StateFeed::Subscribe,
+        move |state| {
+            let svc = svc.clone();
+            async move {
+                match state {
+                    StateFeed::Subscribe => {
+                        let (snapshot, rx) = svc.view.subscribe(topic).await?;
+                        Some((ServerFrame::Update(snapshot), StateFeed::Live(rx)))
+                    }
+                    StateFeed::Live(mut rx) => match rx.recv().await {
+                        Ok(update) => Some((ServerFrame::Update(update), StateFeed::Live(rx))),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => Some((
+                            ServerFrame::Update(Update::Lagged { topic, missed }),
+                            StateFeed::Subscribe,
+                        )),
+                        Err(broadcast::error::RecvError::Closed) => None,
+                    },
                 }
-                StateFeed::Live(mut rx) => match rx.recv().await {
-                    Ok(update) => Some((ServerFrame::Update(update), StateFeed::Live(rx))),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => Some((
-                        ServerFrame::Update(Update::Lagged { topic, missed }),
-                        StateFeed::Subscribe,
-                    )),
-                    Err(broadcast::error::RecvError::Closed) => None,
-                },
             }
-        }
-    }))
+        },
+    ))
 }
 
 struct AlertFeed {
@@ -248,7 +263,13 @@ struct AlertFeed {
 fn alert_feed(svc: Services, from: Option<u64>) -> Feed {
     let live = svc.view.alerts();
     let next = from.unwrap_or_else(|| svc.store.next_alert_seq().unwrap_or(1));
-    let state = AlertFeed { svc, live, next, replaying: true, batch: VecDeque::new() };
+    let state = AlertFeed {
+        svc,
+        live,
+        next,
+        replaying: true,
+        batch: VecDeque::new(),
+    };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(a) = st.batch.pop_front() {
