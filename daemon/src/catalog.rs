@@ -119,6 +119,10 @@ pub fn load_all(config: &DaemonConfig) -> Result<(PolicySet, TargetRegistry), Di
     let policies = load_policies(&config.policies_dir);
     match (targets, policies) {
         (Ok(t), Ok(p)) => {
+            let cross = p.check_against(&t);
+            if !cross.is_empty() {
+                return Err(cross);
+            }
             let defaults = TargetDefaults {
                 max_response_bytes: config.audit.max_response_bytes,
             };

@@ -75,7 +75,7 @@ fn root_is_sequence(text: &str) -> bool {
 
 fn to_diagnostic(path: &Path, err: &serde_saphyr::Error) -> Diagnostic {
     let raw = err.without_snippet().to_string();
-    let message = strip_location_prefix(&raw).to_string();
+    let message = strip_location_suffix(strip_location_prefix(&raw)).to_string();
     let (line, column) = err
         .location()
         .map(|l| (l.line(), l.column()))
@@ -98,6 +98,14 @@ fn strip_location_prefix(msg: &str) -> &str {
         }
     }
     msg
+}
+
+/// Errors re-raised from buffered content end in " at line L, column C"; same reason.
+fn strip_location_suffix(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    }
 }
 
 /// Turns serde's "unknown variant `x`, expected one of a, b" into "did you mean `a`?".

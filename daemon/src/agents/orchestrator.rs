@@ -212,7 +212,7 @@ pub async fn start_audit(
     }
     let mut canaries = BTreeMap::new();
     for c in &selected {
-        for name in c.probe.iter().flat_map(|p| p.canaries.iter()) {
+        for name in c.probe.iter().flat_map(|p| p.value.canaries.iter()) {
             canaries
                 .entry(name.value.clone())
                 .or_insert_with(new_canary);

@@ -101,14 +101,14 @@ pub fn expand(
     run: &RunRecord,
     target_system_prompt: Option<&str>,
 ) -> Result<Vec<ChatRequest>, String> {
-    let Some(probe) = &c.probe else {
+    let Some(probe) = c.probe.as_ref().map(|p| &p.value) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for prompt in &probe.prompts {
+    for prompt in probe.prompts.iter().map(|p| &p.value) {
         let mut used: Vec<&str> =
             template::placeholders(prompt).map_err(|e| format!("control `{}`: {e}", c.id()))?;
-        if let Some(sp) = &probe.system_prompt {
+        if let Some(sp) = probe.system_prompt.as_ref().map(|s| &s.value) {
             used.extend(
                 template::placeholders(sp).map_err(|e| format!("control `{}`: {e}", c.id()))?,
             );
@@ -129,7 +129,7 @@ pub fn expand(
                 }
                 combo.get(name).map(|v| v.to_string())
             };
-            let system = match &probe.system_prompt {
+            let system = match probe.system_prompt.as_ref().map(|s| &s.value) {
                 Some(sp) => Some(template::render(sp, lookup)?),
                 None => target_system_prompt.map(str::to_string),
             };

@@ -60,6 +60,8 @@ pub enum Detector {
     Refusal {
         expect: RefusalExpectation,
     },
+    /// A detector this daemon cannot evaluate yet: always inconclusive, never a pass.
+    Unsupported(&'static str),
 }
 
 impl Detector {
@@ -93,12 +95,16 @@ impl Detector {
                 case_insensitive: *case_insensitive,
             },
             DetectorSpec::Refusal { expect } => Detector::Refusal { expect: *expect },
+            other => Detector::Unsupported(other.name()),
         })
     }
 
     pub fn evaluate(&self, input: Input<'_>) -> Outcome {
         match self {
             Detector::CanaryLeak => canary_leak(input),
+            Detector::Unsupported(name) => Outcome::inconclusive(format!(
+                "the {name} detector is not available in this daemon"
+            )),
             Detector::Regex { patterns, mode } => {
                 let hit = patterns
                     .iter()

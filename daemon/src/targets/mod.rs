@@ -156,6 +156,7 @@ impl TargetRegistry {
                 TargetKind::Openai => {
                     OpenAiTarget::new(&spec, defaults).map(|t| Arc::new(t) as Arc<dyn Target>)
                 }
+                other => Err(format!("{} targets cannot be audited yet", other.name())),
             });
             let client = client.map_err(|e| format!("target `{name}`: {e}"));
             let system_prompt = system_prompt.unwrap_or(None);
