@@ -657,13 +657,11 @@ fn check_detector(c: &Control, d: &Spanned<DetectorSpec>, diags: &mut Diagnostic
 fn check_action(c: &Control, a: &Spanned<ActionSpec>, diags: &mut Diagnostics) {
     let at = |msg: String| Diagnostic::at(&c.source, a.referenced, msg);
     match &a.value {
-        ActionSpec::Patch { set, append, file } => {
-            if set.is_empty() && append.is_none() {
-                diags.push(
-                    at(format!("patch of `{file}` changes nothing"))
-                        .with_help("give it `set:` keys or `append:` text"),
-                );
-            }
+        ActionSpec::Patch { set, append, file } if set.is_empty() && append.is_none() => {
+            diags.push(
+                at(format!("patch of `{file}` changes nothing"))
+                    .with_help("give it `set:` keys or `append:` text"),
+            );
         }
         ActionSpec::Command { argv, .. } if argv.is_empty() => {
             diags.push(at("command action with an empty `argv`".into()));
