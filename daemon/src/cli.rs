@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::catalog::load_all;
+use crate::catalog::load_specs;
 use crate::config::{DaemonConfig, LogFormat, Overrides};
 use crate::daemon::DaemonBuilder;
+use crate::targets::{TargetDefaults, TargetRegistry};
 
 /// AURA daemon: audits AI systems for compliance, continuously, on this host.
 #[derive(Debug, Parser)]
@@ -70,8 +71,13 @@ pub fn main() -> ExitCode {
 }
 
 fn check_config(config: &DaemonConfig) -> ExitCode {
-    match load_all(config) {
-        Ok((policies, targets)) => {
+    match load_specs(config) {
+        Ok((policies, specs)) => {
+            let targets = TargetRegistry::build(
+                specs,
+                &TargetDefaults::from_config(&config.audit, None),
+                None,
+            );
             let problems: Vec<&str> = targets.problems().collect();
             for p in &problems {
                 eprintln!("warning: {p}");

@@ -38,6 +38,10 @@ pub struct FileConfig {
     pub agents: AgentsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub policies: PoliciesConfig,
+    #[serde(default)]
+    pub judge: Option<JudgeConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -114,18 +118,111 @@ pub struct AuditConfig {
     /// Largest response body read from a target; a larger one is an `error` verdict.
     #[serde(default = "d_max_response")]
     pub max_response_bytes: u64,
+    /// Answer identical requests to an unchanged target from the store.
+    #[serde(default = "yes")]
+    pub cache: bool,
+    #[serde(default = "d_cache_ttl", with = "humantime_serde_compat")]
+    pub cache_ttl: Duration,
+    /// Failures in a row that open a target's circuit breaker.
+    #[serde(default = "d_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses requests before trying one.
+    #[serde(default = "d_breaker_cooldown", with = "humantime_serde_compat")]
+    pub breaker_cooldown: Duration,
+    /// First wait before a retry; doubles per retry (with jitter) up to `backoff_max`.
+    #[serde(default = "d_backoff_initial", with = "humantime_serde_compat")]
+    pub backoff_initial: Duration,
+    #[serde(default = "d_backoff_max", with = "humantime_serde_compat")]
+    pub backoff_max: Duration,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             max_response_bytes: d_max_response(),
+            cache: true,
+            cache_ttl: d_cache_ttl(),
+            breaker_threshold: d_breaker_threshold(),
+            breaker_cooldown: d_breaker_cooldown(),
+            backoff_initial: d_backoff_initial(),
+            backoff_max: d_backoff_max(),
         }
     }
 }
 
+fn yes() -> bool {
+    true
+}
 fn d_max_response() -> u64 {
     4 * 1024 * 1024
+}
+fn d_cache_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn d_breaker_threshold() -> u32 {
+    5
+}
+fn d_breaker_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Watching the policies and targets folders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// Quiet time after the last change before a reload: a burst of saves is one reload.
+    #[serde(default = "d_debounce", with = "humantime_serde_compat")]
+    pub debounce: Duration,
+    /// A full rescan at this interval catches changes the file watcher missed.
+    #[serde(default = "d_rescan", with = "humantime_serde_compat")]
+    pub rescan_interval: Duration,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            debounce: d_debounce(),
+            rescan_interval: d_rescan(),
+        }
+    }
+}
+
+fn d_debounce() -> Duration {
+    Duration::from_millis(300)
+}
+fn d_rescan() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The daemon's own optional LLM, used as a judge. Without it, judge detectors are
+/// inconclusive (never a pass).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// An OpenAI-compatible endpoint, e.g. a local llama.cpp server.
+    pub endpoint: String,
+    pub model: String,
+    /// `{ env = "VAR" }` or `{ file = "/path" }`; never the key itself.
+    #[serde(default)]
+    pub api_key: Option<SecretConfig>,
+    /// Requests and tokens per minute for all judging, across runs.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u32>,
+    #[serde(default = "d_judge_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn d_judge_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
 }
 
 /// `"500ms"`, `"5s"`, `"2m"` in TOML.
@@ -169,6 +266,8 @@ pub struct DaemonConfig {
     pub access: AccessConfig,
     pub agents: AgentsConfig,
     pub audit: AuditConfig,
+    pub policies: PoliciesConfig,
+    pub judge: Option<JudgeConfig>,
 }
 
 /// The config file used when none is named and it exists.
@@ -218,6 +317,8 @@ impl DaemonConfig {
             access: parsed.access,
             agents: parsed.agents,
             audit: parsed.audit,
+            policies: parsed.policies,
+            judge: parsed.judge,
         };
         config.check()?;
         Ok(config)

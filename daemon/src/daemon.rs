@@ -16,15 +16,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::messages::PolicyMsg;
 use crate::agents::{self, supervisor};
+use crate::aggregator::AlertDraft;
 use crate::aggregator::{self, ViewHandle};
 use crate::bus::{Bus, BusConfig, Meta, SledBus};
 use crate::catalog::Catalog;
 use crate::config::DaemonConfig;
 use crate::datadir::{DataDir, DataDirError};
+use crate::evidence::EvidenceStore;
+use crate::judge::Judge;
+use crate::provider::ResponseCache;
+use crate::runctl::RunControl;
 use crate::server::{Server, socket};
 use crate::services::Services;
 use crate::store::{Store, StoreError};
 use crate::systemd;
+use crate::targets::TargetDefaults;
+use crate::watcher;
+use aura_proto::view::Severity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -83,19 +91,52 @@ impl DaemonBuilder {
                 controls_loaded: 0,
                 policy_files: 0,
                 policy_error: None,
+                policy_generation: 0,
                 targets: Vec::new(),
                 alerts: Default::default(),
             },
         )?;
-        let catalog = Catalog::new();
+        let evidence = EvidenceStore::open(store.db())?;
+        let cache = if config.audit.cache {
+            Some(ResponseCache::open(
+                store.db(),
+                evidence.clone(),
+                config.audit.cache_ttl,
+            )?)
+        } else {
+            None
+        };
+        let catalog = Catalog::new(TargetDefaults::from_config(&config.audit, cache));
         {
             let (c, cfg, v) = (catalog.clone(), config.clone(), view.clone());
             let _ = tokio::task::spawn_blocking(move || c.reload(&cfg, &v, "start")).await;
         }
+        let judge = match &config.judge {
+            None => None,
+            Some(j) => match Judge::from_config(j, config.audit.max_response_bytes) {
+                Ok(judge) => Some(Arc::new(judge)),
+                Err(e) => {
+                    tracing::error!(error = %e, "judge unavailable; judge detectors will be inconclusive");
+                    let _ = view.raise(AlertDraft {
+                        severity: Severity::Medium,
+                        source: AgentKind::Analysis,
+                        title: "LLM judge unavailable".into(),
+                        detail: e,
+                        run: None,
+                        control: None,
+                        target: None,
+                    });
+                    None
+                }
+            },
+        };
         let svc = Services {
             config: config.clone(),
             store,
+            evidence,
             bus,
+            runs: RunControl::default(),
+            judge,
             view: view.clone(),
             catalog,
             reports_dir: data_dir.reports_dir(),
@@ -129,6 +170,7 @@ impl DaemonBuilder {
             }
         };
         let server_stop = CancellationToken::new();
+        let watcher = watcher::spawn(svc.clone(), server_stop.clone());
         let server = tokio::spawn(
             Server::new(socket_path.clone(), listener).run(svc.clone(), server_stop.clone()),
         );
@@ -147,6 +189,7 @@ impl DaemonBuilder {
             },
             server_stop,
             server,
+            watcher,
             agents,
             data_dir,
         })
@@ -158,6 +201,7 @@ pub struct Daemon {
     handle: DaemonHandle,
     server_stop: CancellationToken,
     server: JoinHandle<()>,
+    watcher: JoinHandle<()>,
     agents: Vec<JoinHandle<()>>,
     data_dir: DataDir,
 }
@@ -247,6 +291,7 @@ impl Daemon {
         svc.view.daemon(|d| d.state = DaemonState::Stopping);
         self.server_stop.cancel();
         let _ = self.server.await;
+        let _ = self.watcher.await;
         svc.cancel.cancel();
         for a in self.agents {
             let _ = a.await;

@@ -5,19 +5,34 @@ pub mod agents;
 pub mod aggregator;
 pub mod bus;
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod detectors;
+pub mod embed;
+pub mod evidence;
+pub mod generate;
+pub mod judge;
 pub mod logging;
+pub mod provider;
 pub mod run;
+pub mod runctl;
 pub mod server;
 pub mod services;
+pub mod stats;
 pub mod store;
 pub mod systemd;
 pub mod targets;
 pub mod tls;
+pub mod watcher;
 
 pub use config::DaemonConfig;
 pub use daemon::{Daemon, DaemonBuilder, DaemonHandle};
+
+/// `YYYY-MM-DD` of a timestamp, UTC.
+pub fn format_date(t: aura_proto::view::Timestamp) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0);
+    humantime::format_rfc3339_seconds(st).to_string()[..10].to_string()
+}

@@ -145,7 +145,7 @@ impl Store {
         k
     }
 
-    /// Writes a run's planned attempts in one batch.
+    /// Writes attempts in one batch (a plan, or a group of completed attempts).
     pub fn put_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for a in attempts {

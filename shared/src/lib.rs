@@ -47,4 +47,4 @@ pub const MAGIC: [u8; 4] = *b"AURA";
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
 
 /// Version of everything sent after the handshake. Bump on any wire type change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -213,8 +213,12 @@ impl fmt::Display for RunId {
 pub enum RunState {
     Queued,
     Running,
+    /// Stopped on request; resumes where it left off.
+    Paused,
     Completed,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
@@ -223,6 +227,7 @@ impl RunState {
         match self {
             RunState::Queued => "queued",
             RunState::Running => "running",
+            RunState::Paused => "paused",
             RunState::Completed => "completed",
             RunState::Failed { .. } => "failed",
             RunState::Cancelled => "cancelled",
@@ -270,12 +275,13 @@ impl VerdictCounts {
 pub struct AuditSummary {
     pub run: RunId,
     pub policy: Option<String>,
-    pub target: String,
-    /// The target is the built-in simulated assistant, not a real system.
+    pub targets: Vec<String>,
+    /// A target is the built-in simulated assistant, not a real system.
     pub target_is_demo: bool,
     pub state: RunState,
     pub attempts_total: u32,
     pub attempts_done: u32,
+    /// Control-and-target pairs.
     pub controls_total: u32,
     /// Control verdicts, filled as controls complete.
     pub controls: VerdictCounts,
@@ -284,21 +290,39 @@ pub struct AuditSummary {
 }
 
 /// The result of one control against one target in one run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlResult {
     pub control: String,
+    pub target: String,
     pub title: String,
     pub severity: Severity,
     pub verdict: Verdict,
+    /// When `verdict` is `Waived`: the verdict the waiver covers.
+    pub underlying: Option<Verdict>,
     /// Attempt verdicts behind the control verdict.
     pub attempts: VerdictCounts,
+    /// Attack success (failure) rate over decided attempts, with its Wilson 95% interval;
+    /// `None` when no attempt was decided.
+    pub rate: Option<Rate>,
+    /// The largest tolerated rate; the gate compares the interval's upper bound to it.
+    pub threshold: f64,
     /// One sentence on why, e.g. the first failing attempt's detector message.
     pub detail: String,
     /// Framework clauses, as `framework:clause` strings.
     pub frameworks: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A proportion with its 95% Wilson score interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub successes: u32,
+    pub trials: u32,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditDetail {
     pub summary: AuditSummary,
     pub controls: Vec<ControlResult>,
@@ -381,6 +405,8 @@ pub struct DaemonStatus {
     pub policy_files: u32,
     /// The last policy load problem, if the active set is older than the files on disk.
     pub policy_error: Option<String>,
+    /// Counts successful policy loads since start; a change means a new active set.
+    pub policy_generation: u64,
     pub targets: Vec<TargetInfo>,
     /// Alerts raised since the daemon's data dir was created, by severity.
     pub alerts: AlertCounts,

@@ -44,14 +44,48 @@ pub enum RequestBody {
     ListAudits {
         limit: u32,
     },
+    /// Operator only. A paused run finishes the attempts in flight and starts no more.
+    PauseAudit {
+        run: RunId,
+    },
+    /// Operator only.
+    ResumeAudit {
+        run: RunId,
+    },
+    /// Operator only. Attempts in flight are abandoned; what completed is kept.
+    CancelAudit {
+        run: RunId,
+    },
+    /// Re-read targets and policies now (as SIGHUP does). Operator only.
+    Reload,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What to audit. Targets are the named ones plus every target carrying one of `tags`;
+/// controls are those of `policy` (a policy file's name or a control id), narrowed to
+/// `controls` when given, that apply to each target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartAudit {
-    /// A policy file's stem or a control id prefix; `None` runs every applicable control.
+    pub targets: Vec<String>,
+    pub tags: Vec<String>,
     pub policy: Option<String>,
-    /// Target name from the daemon's configuration.
-    pub target: String,
+    pub controls: Vec<String>,
+    /// Makes generated variants (mutators, sampling) reproducible; default: random.
+    pub seed: Option<u64>,
+    /// Send every request even when an identical one was answered before.
+    pub no_cache: bool,
+    /// At most this many attempts in flight per target (never above the target's own).
+    pub concurrency: Option<u32>,
+}
+
+impl StartAudit {
+    /// An audit of one target with the given policy.
+    pub fn target(target: impl Into<String>, policy: Option<&str>) -> Self {
+        Self {
+            targets: vec![target.into()],
+            policy: policy.map(str::to_string),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,9 +99,13 @@ pub enum Reply {
     Status(StatusReport),
     Subscribed(Topic),
     Unsubscribed(Topic),
-    AuditStarted { run: RunId },
+    AuditStarted {
+        run: RunId,
+    },
     Audit(AuditDetail),
     Audits(Vec<AuditSummary>),
+    /// The request was carried out; nothing to return.
+    Done,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -58,6 +58,7 @@ fn audits() -> Vec<AuditSummary> {
     [
         RunState::Queued,
         RunState::Running,
+        RunState::Paused,
         RunState::Completed,
         RunState::Failed { reason: "x".into() },
         RunState::Cancelled,
@@ -67,7 +68,7 @@ fn audits() -> Vec<AuditSummary> {
     .map(|(i, state)| AuditSummary {
         run: RunId(i as u64),
         policy: (i % 2 == 0).then(|| "baseline".into()),
-        target: "demo".into(),
+        targets: vec!["demo".into(), "prod".into()],
         target_is_demo: true,
         state,
         attempts_total: 10,
@@ -92,6 +93,7 @@ fn daemon() -> DaemonStatus {
         controls_loaded: 3,
         policy_files: 1,
         policy_error: Some("bad".into()),
+        policy_generation: 4,
         targets: vec![TargetInfo {
             name: "demo".into(),
             kind: "demo".into(),
@@ -137,10 +139,20 @@ fn detail() -> AuditDetail {
             .zip(Severity::ALL.iter().cycle())
             .map(|(v, s)| ControlResult {
                 control: "AURA-P01".into(),
+                target: "demo".into(),
                 title: "t".into(),
                 severity: *s,
                 verdict: *v,
+                underlying: (*v == Verdict::Waived).then_some(Verdict::Fail),
                 attempts: counts(),
+                rate: Some(Rate {
+                    successes: 1,
+                    trials: 4,
+                    value: 0.25,
+                    low: 0.04,
+                    high: 0.7,
+                }),
+                threshold: 0.05,
                 detail: "d".into(),
                 frameworks: vec!["owasp-llm-2025:LLM01".into()],
             })
@@ -160,10 +172,20 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         RequestBody::Subscribe(Subscription::Audits),
         RequestBody::Subscribe(Subscription::Alerts { from: Some(3) }),
         RequestBody::Unsubscribe(Topic::Alerts),
+        RequestBody::StartAudit(StartAudit::target("demo", Some("p"))),
         RequestBody::StartAudit(StartAudit {
-            policy: Some("p".into()),
-            target: "demo".into(),
+            targets: vec!["a".into()],
+            tags: vec!["prod".into()],
+            policy: None,
+            controls: vec!["AURA-P01".into()],
+            seed: Some(42),
+            no_cache: true,
+            concurrency: Some(8),
         }),
+        RequestBody::PauseAudit { run: RunId(5) },
+        RequestBody::ResumeAudit { run: RunId(5) },
+        RequestBody::CancelAudit { run: RunId(5) },
+        RequestBody::Reload,
         RequestBody::GetAudit { run: RunId(5) },
         RequestBody::ListAudits { limit: 10 },
     ];
@@ -187,6 +209,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         Ok(Reply::AuditStarted { run: RunId(3) }),
         Ok(Reply::Audit(detail())),
         Ok(Reply::Audits(audits())),
+        Ok(Reply::Done),
     ];
     let codes = [
         ErrorCode::BadRequest,

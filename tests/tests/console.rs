@@ -30,10 +30,7 @@ fn render(app: &App) -> String {
 async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
     let d = TestDaemon::start(Setup::default()).await;
     let client = d.client().await;
-    let start = StartAudit {
-        policy: Some("baseline".into()),
-        target: "demo".into(),
-    };
+    let start = StartAudit::target("demo", Some("baseline"));
     let Reply::AuditStarted { run } = client
         .request(RequestBody::StartAudit(start))
         .await
@@ -106,10 +103,7 @@ async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
         }
     };
     let client = d.client().await;
-    let start = StartAudit {
-        policy: Some("baseline".into()),
-        target: "demo".into(),
-    };
+    let start = StartAudit::target("demo", Some("baseline"));
     client
         .request(RequestBody::StartAudit(start.clone()))
         .await

@@ -131,10 +131,7 @@ fn connect_as_nobody_and_start_audit(socket: &Path) -> (Role, ErrorCode, String)
             HandshakeReply::Welcome(w) => w.role,
             other => panic!("{other:?}"),
         };
-        let start = StartAudit {
-            policy: None,
-            target: "demo".into(),
-        };
+        let start = StartAudit::target("demo", None);
         let req = ClientFrame::Request(Request {
             id: 1,
             body: RequestBody::StartAudit(start),

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use aura_proto::view::RunId;
+use aura_proto::wire::RequestBody;
+
 use crate::commands;
 use crate::exit;
 
@@ -40,8 +43,14 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Start an audit of a target.
+    /// Start an audit of one or more targets.
     Run(RunArgs),
+    /// Pause a run: attempts in flight finish, no new ones start.
+    Pause { run: u64 },
+    /// Resume a paused run where it left off.
+    Resume { run: u64 },
+    /// Cancel a run; what completed is kept and reported.
+    Cancel { run: u64 },
     /// One run's control verdicts.
     Show {
         run: u64,
@@ -63,9 +72,24 @@ pub struct RunArgs {
     /// applies to the target.
     #[arg(long)]
     pub policy: Option<String>,
-    /// The target's name, as configured in the daemon's targets folder.
+    /// A target's name, as configured in the daemon's targets folder (repeatable).
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Also audit every target carrying this tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only this control (repeatable).
+    #[arg(long = "control")]
+    pub controls: Vec<String>,
+    /// Seed for generated variants, to reproduce a run.
     #[arg(long)]
-    pub target: String,
+    pub seed: Option<u64>,
+    /// Send every request even if an identical one was answered before.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// At most this many attempts in flight per target.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
     /// Wait for the run to finish, print progress and a summary, and exit 0 only if
     /// every control passed.
     #[arg(long)]
@@ -81,7 +105,23 @@ pub enum PolicyCommand {
     Validate {
         /// Folder or file. Default: ./policies
         path: Option<PathBuf>,
+        /// Also check against a targets folder (waivers, tags).
+        #[arg(long)]
+        targets: Option<PathBuf>,
     },
+    /// Which controls cover each framework clause, and which clauses nothing covers.
+    Coverage {
+        /// Policies folder. Default: ./policies
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Only this framework, e.g. owasp-llm-2025.
+        #[arg(long)]
+        framework: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the daemon to reload targets and policies now.
+    Reload,
 }
 
 pub fn main() -> ExitCode {
@@ -116,9 +156,28 @@ pub async fn execute(cli: Cli) -> ExitCode {
             Some(Command::Audit(AuditCommand::List { limit, json })) => {
                 commands::audit::list(&socket, limit, json).await
             }
+            Some(Command::Audit(AuditCommand::Pause { run })) => {
+                commands::audit::control(&socket, RequestBody::PauseAudit { run: RunId(run) }).await
+            }
+            Some(Command::Audit(AuditCommand::Resume { run })) => {
+                commands::audit::control(&socket, RequestBody::ResumeAudit { run: RunId(run) })
+                    .await
+            }
+            Some(Command::Audit(AuditCommand::Cancel { run })) => {
+                commands::audit::control(&socket, RequestBody::CancelAudit { run: RunId(run) })
+                    .await
+            }
             Some(Command::Up(args)) => commands::up::run(args, cli.socket).await,
-            Some(Command::Policy(PolicyCommand::Validate { path })) => {
-                commands::policy::validate(path.as_deref())
+            Some(Command::Policy(PolicyCommand::Validate { path, targets })) => {
+                commands::policy::validate(path.as_deref(), targets.as_deref())
+            }
+            Some(Command::Policy(PolicyCommand::Coverage {
+                path,
+                framework,
+                json,
+            })) => commands::policy::coverage(path.as_deref(), framework.as_deref(), json),
+            Some(Command::Policy(PolicyCommand::Reload)) => {
+                commands::audit::control(&socket, RequestBody::Reload).await
             }
         }
     }

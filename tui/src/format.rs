@@ -36,13 +36,22 @@ pub fn agent_state(s: &AgentState) -> String {
     }
 }
 
+/// `demo` or `demo, prod-bot` or `demo +2`: a run's targets in little space.
+pub fn targets(a: &AuditSummary, width: usize) -> String {
+    let all = a.targets.join(", ");
+    if all.chars().count() <= width || a.targets.len() < 2 {
+        return all;
+    }
+    format!("{} +{}", a.targets[0], a.targets.len() - 1)
+}
+
 /// `run 3 · demo [DEMO] · running 5/8`.
 pub fn audit_line(a: &AuditSummary) -> String {
     let demo = if a.target_is_demo { " [DEMO]" } else { "" };
     format!(
         "run {} · {}{} · {} {}/{}",
         a.run,
-        a.target,
+        targets(a, 30),
         demo,
         a.state.label(),
         a.attempts_done,

@@ -1,27 +1,34 @@
-//! The Audit agent: sends a run's pending attempts to the target, at most the target's
-//! concurrency at once, judges each answer with the control's detectors, and checkpoints
-//! every completed attempt. A redelivered run resumes with the attempts still pending.
+//! The Audit agent: executes a run's pending attempts against all its targets at once,
+//! each target within its own limits, judges each answer with the control's detectors,
+//! and checkpoints completed attempts (answer in the evidence store, verdict in the
+//! attempt record) durably before counting them. A run resumed after a crash sends only
+//! the attempts that were not checkpointed: at most those in flight at the crash.
+//!
+//! A critical control's failure raises its alert at once. Pause lets the attempts in
+//! flight finish and stops; cancel abandons them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use aura_proto::view::{AgentKind, Timestamp, Verdict};
+use aura_proto::view::{AgentKind, RunState, Severity, Timestamp, Verdict};
 use tokio::task::JoinSet;
 
 use super::messages::{AuditMsg, OrchestratorMsg};
+use super::orchestrator::raise_failure;
 use super::{Agent, AgentError, send};
 use crate::bus::{Envelope, Meta};
 use crate::detectors::{self, Detector, Input};
-use crate::run::{AttemptOutcome, AttemptRecord, Phase};
+use crate::provider::Provider;
+use crate::run::{AttemptOutcome, AttemptRecord, Phase, RunRecord};
+use crate::runctl::Signal;
 use crate::services::Services;
-use crate::targets::Target;
 
 pub struct AuditAgent;
 
 impl Agent for AuditAgent {
     type Msg = AuditMsg;
     const KIND: AgentKind = AgentKind::Audit;
-    /// Runs against different targets proceed side by side.
+    /// Runs proceed side by side.
     const PARALLEL: usize = 4;
 
     async fn handle(
@@ -31,75 +38,21 @@ impl Agent for AuditAgent {
         svc: &Services,
     ) -> Result<(), AgentError> {
         let AuditMsg::Execute { run } = msg;
-        let Some(mut record) = svc.store.run(run)? else {
+        let Some(record) = svc.store.run(run)? else {
             return Ok(());
         };
-        if record.phase == Phase::Executing {
-            let targets = svc.catalog.targets();
-            let entry = targets.get(&record.target).ok_or_else(|| {
-                AgentError::Failed(format!(
-                    "target `{}` is no longer configured",
-                    record.target
-                ))
-            })?;
-            let client = entry.client.clone().map_err(AgentError::Failed)?;
-            let detectors: HashMap<String, Arc<Vec<Detector>>> = record
-                .plan
-                .iter()
-                .map(|c| {
-                    let ds = c
-                        .detectors
-                        .iter()
-                        .map(Detector::compile)
-                        .collect::<Result<Vec<_>, _>>();
-                    ds.map(|d| (c.id.clone(), Arc::new(d)))
-                })
-                .collect::<Result<_, _>>()
-                .map_err(AgentError::Failed)?;
-            let canaries: Arc<Vec<String>> = Arc::new(record.canaries.values().cloned().collect());
-            let pending: Vec<AttemptRecord> = svc
-                .store
-                .attempts(run)?
-                .into_iter()
-                .filter(|a| a.outcome.is_none())
-                .collect();
-            record.attempts_done = record.attempts_total - pending.len() as u32;
-            let limit = entry.spec.concurrency.max(1) as usize;
-            let mut queue = pending.into_iter();
-            let mut in_flight = JoinSet::new();
-            loop {
-                while in_flight.len() < limit && !svc.cancel.is_cancelled() {
-                    let Some(attempt) = queue.next() else { break };
-                    let detectors = detectors.get(&attempt.control).cloned().unwrap_or_default();
-                    in_flight.spawn(execute(
-                        client.clone(),
-                        attempt,
-                        detectors,
-                        canaries.clone(),
-                    ));
-                }
-                let done = tokio::select! {
-                    done = in_flight.join_next() => done,
-                    _ = svc.cancel.cancelled() => {
-                        in_flight.abort_all();
-                        return Err(AgentError::ShuttingDown);
-                    }
-                };
-                let Some(done) = done else { break };
-                let attempt =
-                    done.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?;
-                svc.store.put_attempt(&attempt)?;
-                record.attempts_done += 1;
-                svc.store
-                    .update_run(run, |r| r.attempts_done = record.attempts_done)?;
-                svc.view.audit(record.summary());
-            }
-            record = svc
-                .store
-                .update_run(run, |r| r.phase = Phase::Analyzing)?
-                .unwrap_or(record);
-            svc.view.audit(record.summary());
+        if record.state.is_finished() || record.state == RunState::Paused {
+            return Ok(());
         }
+        if record.phase == Phase::Executing {
+            match execute(svc, record).await? {
+                Finish::Done => {}
+                Finish::Paused | Finish::Cancelled => return Ok(()),
+            }
+        }
+        let Some(record) = svc.store.run(run)? else {
+            return Ok(());
+        };
         if record.phase == Phase::Analyzing {
             send(
                 &*svc.bus,
@@ -113,34 +66,256 @@ impl Agent for AuditAgent {
     }
 }
 
-/// One attempt: ask, then judge. A target error is an `error` verdict, never `fail`.
-async fn execute(
-    client: Arc<dyn Target>,
+enum Finish {
+    Done,
+    Paused,
+    Cancelled,
+}
+
+/// What one target needs during execution.
+struct Lane {
+    provider: Arc<Provider>,
+    limit: usize,
+    in_flight: usize,
+    queue: VecDeque<AttemptRecord>,
+}
+
+async fn execute(svc: &Services, mut record: RunRecord) -> Result<Finish, AgentError> {
+    let run = record.id;
+    let mut signal = svc.runs.subscribe(run);
+    let registry = svc.catalog.targets();
+    let mut detectors: HashMap<(String, String), Arc<Vec<Detector>>> = HashMap::new();
+    for p in &record.plan {
+        let compiled = p
+            .detectors
+            .iter()
+            .map(|d| Detector::compile(d, svc.judge.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AgentError::Failed)?;
+        detectors.insert((p.id.clone(), p.target.clone()), Arc::new(compiled));
+    }
+    let canaries: Arc<Vec<String>> = Arc::new(record.canaries.values().cloned().collect());
+    let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+    let mut pending = 0u32;
+    for a in svc
+        .store
+        .attempts(run)?
+        .into_iter()
+        .filter(|a| a.outcome.is_none())
+    {
+        if !lanes.contains_key(&a.target) {
+            let entry = registry.get(&a.target).ok_or_else(|| {
+                AgentError::Failed(format!("target `{}` is no longer configured", a.target))
+            })?;
+            let provider = entry.provider.clone().map_err(AgentError::Failed)?;
+            let own = entry.spec.concurrency.max(1);
+            let limit = record.concurrency.map_or(own, |c| c.min(own)).max(1) as usize;
+            lanes.insert(
+                a.target.clone(),
+                Lane {
+                    provider,
+                    limit,
+                    in_flight: 0,
+                    queue: VecDeque::new(),
+                },
+            );
+        }
+        pending += 1;
+        if let Some(lane) = lanes.get_mut(&a.target) {
+            lane.queue.push_back(a);
+        }
+    }
+    record.attempts_done = record.attempts_total.saturating_sub(pending);
+    let use_cache = !record.no_cache && svc.config.audit.cache;
+    let mut in_flight: JoinSet<(String, AttemptRecord)> = JoinSet::new();
+    let mut stopping: Option<Signal> = None;
+    loop {
+        if stopping.is_none() && !svc.cancel.is_cancelled() {
+            for (name, lane) in lanes.iter_mut() {
+                while lane.in_flight < lane.limit {
+                    let Some(attempt) = lane.queue.pop_front() else {
+                        break;
+                    };
+                    lane.in_flight += 1;
+                    let key = (attempt.control.clone(), attempt.target.clone());
+                    let ds = detectors.get(&key).cloned().unwrap_or_default();
+                    let (p, c, n) = (lane.provider.clone(), canaries.clone(), name.clone());
+                    in_flight
+                        .spawn(async move { (n, attempt_one(p, attempt, ds, c, use_cache).await) });
+                }
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let first = tokio::select! {
+            done = in_flight.join_next() => done,
+            _ = svc.cancel.cancelled() => {
+                in_flight.abort_all();
+                return Err(AgentError::ShuttingDown);
+            }
+            changed = signal.changed() => {
+                if changed.is_ok() {
+                    match *signal.borrow_and_update() {
+                        Signal::Cancel => {
+                            in_flight.abort_all();
+                            tracing::info!(run = %run, "audit cancelled");
+                            return Ok(Finish::Cancelled);
+                        }
+                        Signal::Pause => stopping = Some(Signal::Pause),
+                        Signal::Run => stopping = None,
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        // Checkpoint everything that has finished, with one flush.
+        let mut done =
+            vec![first.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?];
+        while let Some(more) = in_flight.try_join_next() {
+            done.push(more.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?);
+        }
+        let mut batch = Vec::with_capacity(done.len());
+        for (lane, mut attempt) in done {
+            if let Some(l) = lanes.get_mut(&lane) {
+                l.in_flight -= 1;
+            }
+            if let Some(o) = attempt.outcome.as_mut()
+                && let Some(text) = o.full_text.take()
+            {
+                o.response = Some(svc.evidence.put(text.as_bytes())?);
+            }
+            batch.push(attempt);
+        }
+        let records = batch;
+        svc.store.put_attempts(&records)?;
+        record.attempts_done += records.len() as u32;
+        let done_count = record.attempts_done;
+        svc.store
+            .update_run(run, |r| r.attempts_done = done_count)?;
+        svc.store.flush().await?;
+        svc.view.audit(record.summary());
+        for a in &records {
+            alert_if_critical(svc, &mut record, a)?;
+        }
+    }
+    if stopping == Some(Signal::Pause)
+        || svc
+            .store
+            .run(run)?
+            .is_some_and(|r| r.state == RunState::Paused)
+    {
+        tracing::info!(run = %run, done = record.attempts_done, "audit paused");
+        return Ok(Finish::Paused);
+    }
+    let record = svc
+        .store
+        .update_run(run, |r| r.phase = Phase::Analyzing)?
+        .unwrap_or(record);
+    svc.store.flush().await?;
+    svc.view.audit(record.summary());
+    svc.runs.forget(run);
+    Ok(Finish::Done)
+}
+
+/// A failed attempt of a critical control is alerted now, once per control and target.
+fn alert_if_critical(
+    svc: &Services,
+    record: &mut RunRecord,
+    a: &AttemptRecord,
+) -> Result<(), AgentError> {
+    if a.outcome
+        .as_ref()
+        .is_none_or(|o| o.verdict != Verdict::Fail)
+    {
+        return Ok(());
+    }
+    let Some(p) = record.planned(&a.control, &a.target) else {
+        return Ok(());
+    };
+    if p.severity != Severity::Critical {
+        return Ok(());
+    }
+    let key = format!("{}@{}", a.control, a.target);
+    if record.alerted.contains(&key) {
+        return Ok(());
+    }
+    let note = a
+        .outcome
+        .as_ref()
+        .map(|o| o.note.clone())
+        .unwrap_or_default();
+    raise_failure(
+        svc,
+        record,
+        &a.control,
+        &a.target,
+        p.severity,
+        &format!("{} (critical; raised during the run): {note}", p.title),
+    )?;
+    record.alerted.insert(key.clone());
+    svc.store.update_run(record.id, |r| {
+        r.alerted.insert(key);
+    })?;
+    Ok(())
+}
+
+/// One attempt: ask (through traffic control), then judge. A target error is an
+/// `error` verdict, never `fail`.
+async fn attempt_one(
+    provider: Arc<Provider>,
     mut attempt: AttemptRecord,
     detectors: Arc<Vec<Detector>>,
     canaries: Arc<Vec<String>>,
+    use_cache: bool,
 ) -> AttemptRecord {
-    let outcome = match client.complete(&attempt.request).await {
-        Ok(reply) => {
+    let outcome = match provider
+        .call(&attempt.request, &attempt.request_digest, use_cache)
+        .await
+    {
+        Ok(called) => {
+            let reply = &called.reply;
             let input = Input {
+                request: &attempt.request,
                 response: &reply.text,
+                latency: reply.latency,
+                tool_calls: &reply.tool_calls,
                 canaries: &canaries,
             };
-            let outcomes: Vec<_> = detectors.iter().map(|d| d.evaluate(input)).collect();
+            let mut outcomes = Vec::with_capacity(detectors.len());
+            for d in detectors.iter() {
+                outcomes.push(d.evaluate(input).await);
+            }
             let (verdict, note) = detectors::combine(&outcomes);
+            let decision = attempt
+                .variant
+                .group
+                .as_ref()
+                .map(|_| detectors::decision(&reply.text));
             AttemptOutcome {
                 verdict,
-                response: Some(reply.text),
+                response: None,
+                excerpt: detectors::clip(&reply.text, 300),
+                full_text: Some(reply.text.clone()),
                 note,
+                decision,
                 latency_ms: reply.latency.as_millis() as u64,
+                from_cache: called.from_cache,
+                sent: called.sent,
                 finished: Timestamp::now(),
             }
         }
         Err(e) => AttemptOutcome {
             verdict: Verdict::Error,
             response: None,
+            excerpt: String::new(),
+            full_text: None,
             note: e.to_string(),
+            decision: None,
             latency_ms: 0,
+            from_cache: false,
+            sent: 0,
             finished: Timestamp::now(),
         },
     };

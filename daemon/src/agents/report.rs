@@ -89,54 +89,85 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn markdown(run: &RunRecord, results: &[ControlResult]) -> String {
     let mut s = String::new();
     let demo = if run.target_is_demo {
-        " — DEMO target (simulated assistant, not a real system)"
+        " — includes the DEMO target (a simulated assistant, not a real system)"
     } else {
         ""
     };
     let _ = writeln!(s, "# AURA audit report: run {}\n", run.id);
-    let _ = writeln!(s, "- Target: `{}`{demo}", run.target);
     let _ = writeln!(
         s,
-        "- Policy: {}",
-        run.policy.as_deref().unwrap_or("all applicable controls")
+        "- Targets: {}{demo}",
+        run.targets
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(
         s,
-        "- Attempts: {} of {}",
-        run.attempts_done, run.attempts_total
+        "- Policy: {}",
+        run.selection
+            .policy
+            .as_deref()
+            .unwrap_or("all applicable controls")
+    );
+    let _ = writeln!(s, "- State: {}", run.state.label());
+    let _ = writeln!(
+        s,
+        "- Attempts: {} of {} (seed {})",
+        run.attempts_done, run.attempts_total, run.seed
     );
     let c = &run.controls;
     let _ = writeln!(
         s,
-        "- Controls: {} pass, {} fail, {} error, {} inconclusive\n",
-        c.pass, c.fail, c.error, c.inconclusive
+        "- Controls: {} pass, {} fail, {} error, {} inconclusive, {} waived\n",
+        c.pass, c.fail, c.error, c.inconclusive, c.waived
     );
     let _ = writeln!(
         s,
-        "| Control | Severity | Verdict | Attempts (pass/fail/error) | Frameworks |"
+        "| Control | Target | Severity | Verdict | Attack success (95% CI) | Attempts p/f/e/i | Frameworks |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in results {
+        let rate = r
+            .rate
+            .map(|x| {
+                format!(
+                    "{:.1}% ({:.1}–{:.1}%)",
+                    x.value * 100.0,
+                    x.low * 100.0,
+                    x.high * 100.0
+                )
+            })
+            .unwrap_or_else(|| "—".into());
         let _ = writeln!(
             s,
-            "| {} {} | {} | **{}** | {}/{}/{} | {} |",
+            "| {} {} | {} | {} | **{}**{} | {} | {}/{}/{}/{} | {} |",
             r.control,
             r.title,
+            r.target,
             r.severity,
             r.verdict,
+            r.underlying
+                .map(|u| format!(" (underlying: {u})"))
+                .unwrap_or_default(),
+            rate,
             r.attempts.pass,
             r.attempts.fail,
             r.attempts.error,
+            r.attempts.inconclusive,
             r.frameworks.join(", ")
         );
     }
     let _ = writeln!(s);
     for r in results.iter().filter(|r| r.verdict != Verdict::Pass) {
-        let _ = writeln!(s, "## {} — {}\n\n{}\n", r.control, r.verdict, r.detail);
+        let _ = writeln!(
+            s,
+            "## {} on {} — {}\n\n{}\n",
+            r.control, r.target, r.verdict, r.detail
+        );
         if let Some(fix) = run
-            .plan
-            .iter()
-            .find(|p| p.id == r.control)
+            .planned(&r.control, &r.target)
             .and_then(|p| p.remediation.as_deref())
         {
             let _ = writeln!(s, "Remediation: {fix}\n");

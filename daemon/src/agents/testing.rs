@@ -1,18 +1,17 @@
-//! The Testing agent: turns a run's controls into concrete attempts (prompts rendered
-//! with this run's canaries and every variable combination, times repeats), and
-//! checkpoints the plan so execution can resume from it.
+//! The Testing agent: turns a run's selected controls into concrete attempts for every
+//! target (see [`crate::generate`]), and checkpoints the plan so execution can resume
+//! from it. Document, runtime and attestation controls are planned without attempts;
+//! the Analysis agent evaluates them.
 
-use std::collections::BTreeMap;
-
-use aura_policy::{Control, template};
-use aura_proto::view::AgentKind;
+use aura_policy::Control;
+use aura_proto::view::{AgentKind, RunState};
 
 use super::messages::{OrchestratorMsg, TestingMsg};
 use super::{Agent, AgentError, send};
 use crate::bus::{Envelope, Meta};
-use crate::run::{AttemptRecord, Phase, PlannedControl, RunRecord};
+use crate::generate::{self, Context};
+use crate::run::{AttemptRecord, Phase, PlannedControl};
 use crate::services::Services;
-use crate::targets::{ChatMessage, ChatRequest};
 
 pub struct TestingAgent;
 
@@ -30,44 +29,70 @@ impl Agent for TestingAgent {
         let Some(mut record) = svc.store.run(run)? else {
             return Ok(());
         };
+        if record.state.is_finished() {
+            return Ok(());
+        }
         if record.phase == Phase::Planning {
-            let targets = svc.catalog.targets();
-            let target = targets.get(&record.target).ok_or_else(|| {
-                AgentError::Failed(format!(
-                    "target `{}` is no longer configured",
-                    record.target
-                ))
-            })?;
+            let registry = svc.catalog.targets();
             let policies = svc.catalog.policies();
-            let controls: Vec<&Control> = policies
-                .select(record.policy.as_deref(), &target.spec)
-                .collect();
-            let mut attempts = Vec::new();
+            let learned = svc.learned_attacks();
+            let mut attempts: Vec<AttemptRecord> = Vec::new();
             let mut plan = Vec::new();
-            for c in controls {
-                for request in expand(c, &record, target.system_prompt.as_deref())
-                    .map_err(AgentError::Failed)?
-                {
-                    attempts.push(AttemptRecord {
-                        run,
-                        index: attempts.len() as u32,
-                        control: c.id().to_string(),
-                        request,
-                        outcome: None,
-                    });
+            for name in record.targets.clone() {
+                let entry = registry.get(&name).ok_or_else(|| {
+                    AgentError::Failed(format!("target `{name}` is no longer configured"))
+                })?;
+                let controls: Vec<&Control> = policies
+                    .controls
+                    .iter()
+                    .filter(|c| record.selection.admits(c) && c.applies_to(&entry.spec))
+                    .collect();
+                for c in controls {
+                    let detectors: Vec<_> = c.detectors.iter().map(|d| d.value.clone()).collect();
+                    if let (Some(probe), Ok(provider)) = (&c.probe, &entry.provider) {
+                        let ctx = Context {
+                            control_id: c.id(),
+                            target_system_prompt: entry.system_prompt.as_deref(),
+                            canaries: &record.canaries,
+                            seed: record.seed,
+                            learned: &learned,
+                        };
+                        let planned =
+                            generate::expand(&probe.value, &detectors, &ctx).map_err(|e| {
+                                AgentError::Failed(format!("control `{}`: {e}", c.id()))
+                            })?;
+                        for p in planned {
+                            attempts.push(AttemptRecord {
+                                run,
+                                index: attempts.len() as u32,
+                                target: name.clone(),
+                                control: c.id().to_string(),
+                                request_digest: provider
+                                    .request_digest(&p.request, p.variant.repeat),
+                                request: p.request,
+                                variant: p.variant,
+                                outcome: None,
+                            });
+                        }
+                    }
+                    plan.push(planned_control(c, &name));
                 }
-                plan.push(planned(c));
             }
             svc.store.put_attempts(&attempts)?;
-            record.attempts_total = attempts.len() as u32;
-            record.controls_total = plan.len() as u32;
-            record.plan = plan;
-            record.phase = Phase::Executing;
-            svc.store.put_run(&record)?;
+            record = svc
+                .store
+                .update_run(run, |r| {
+                    r.attempts_total = attempts.len() as u32;
+                    r.controls_total = plan.len() as u32;
+                    r.plan = plan;
+                    r.phase = Phase::Executing;
+                })?
+                .unwrap_or(record);
+            svc.store.flush().await?;
             svc.view.audit(record.summary());
-            tracing::info!(run = %run, attempts = attempts.len(), "attempts planned");
+            tracing::info!(run = %run, attempts = attempts.len(), controls = record.controls_total, "attempts planned");
         }
-        if record.phase == Phase::Executing {
+        if record.phase == Phase::Executing && record.state != RunState::Paused {
             send(
                 &*svc.bus,
                 AgentKind::Orchestrator,
@@ -80,88 +105,20 @@ impl Agent for TestingAgent {
     }
 }
 
-fn planned(c: &Control) -> PlannedControl {
+fn planned_control(c: &Control, target: &str) -> PlannedControl {
     PlannedControl {
         id: c.id().to_string(),
+        target: target.to_string(),
         title: c.title.clone(),
+        kind: c.kind.value,
         severity: c.severity,
         frameworks: c.frameworks.labels(),
         max_attack_success_rate: c.threshold.max_attack_success_rate,
+        min_attempts: c.threshold.min_attempts.unwrap_or(1),
         detectors: c.detectors.iter().map(|d| d.value.clone()).collect(),
         remediation: c
             .remediation
             .as_ref()
             .map(|r| r.suggestion.trim().to_string()),
     }
-}
-
-/// Every request one control makes in this run, in a stable order.
-pub fn expand(
-    c: &Control,
-    run: &RunRecord,
-    target_system_prompt: Option<&str>,
-) -> Result<Vec<ChatRequest>, String> {
-    let Some(probe) = c.probe.as_ref().map(|p| &p.value) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for prompt in probe.prompts.iter().map(|p| &p.value) {
-        let mut used: Vec<&str> =
-            template::placeholders(prompt).map_err(|e| format!("control `{}`: {e}", c.id()))?;
-        if let Some(sp) = probe.system_prompt.as_ref().map(|s| &s.value) {
-            used.extend(
-                template::placeholders(sp).map_err(|e| format!("control `{}`: {e}", c.id()))?,
-            );
-        }
-        let vars: Vec<(&str, &Vec<String>)> = probe
-            .variables
-            .iter()
-            .filter(|(k, _)| used.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
-        for combo in combinations(&vars) {
-            let lookup = |name: &str| -> Option<String> {
-                if let Some(canary) = name.strip_prefix("canary.") {
-                    return run.canaries.get(canary).cloned();
-                }
-                if name == "target.system_prompt" {
-                    return Some(target_system_prompt.unwrap_or("").to_string());
-                }
-                combo.get(name).map(|v| v.to_string())
-            };
-            let system = match probe.system_prompt.as_ref().map(|s| &s.value) {
-                Some(sp) => Some(template::render(sp, lookup)?),
-                None => target_system_prompt.map(str::to_string),
-            };
-            let user = template::render(prompt, lookup)?;
-            let mut messages = Vec::with_capacity(2);
-            if let Some(s) = system {
-                messages.push(ChatMessage::system(s));
-            }
-            messages.push(ChatMessage::user(user));
-            for _ in 0..probe.repeats {
-                out.push(ChatRequest {
-                    messages: messages.clone(),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The cartesian product of variable values; one empty combination when there are none.
-fn combinations<'a>(vars: &[(&'a str, &'a Vec<String>)]) -> Vec<BTreeMap<&'a str, &'a str>> {
-    let mut out = vec![BTreeMap::new()];
-    for (name, values) in vars {
-        let mut next = Vec::with_capacity(out.len() * values.len());
-        for combo in &out {
-            for v in values.iter() {
-                let mut c = combo.clone();
-                c.insert(*name, v.as_str());
-                next.push(c);
-            }
-        }
-        out = next;
-    }
-    out
 }

@@ -20,9 +20,13 @@ use tokio_stream::{StreamExt as _, StreamMap};
 use tokio_util::sync::CancellationToken;
 
 use super::access::Peer;
-use crate::agents::start_audit;
+use crate::agents::messages::PolicyMsg;
+use crate::agents::{control_run, send, start_audit};
+use crate::bus::Meta;
 use crate::run::Requester;
+use crate::runctl::Signal;
 use crate::services::Services;
+use aura_proto::view::AgentKind;
 use aura_proto::view::AuditDetail;
 
 /// Time a client has to send the magic and its hello.
@@ -115,6 +119,23 @@ struct Session {
 }
 
 impl Session {
+    fn require_operator(&self, what: &str) -> Result<(), ApiError> {
+        if self.role == Role::Operator {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this connection is a viewer (uid {}); {what} needs an operator: add the uid \
+                 to access.operator_uids in aurad.toml",
+                self.peer
+                    .uid
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+        ))
+    }
+
     async fn run(mut self, mut conn: FramedConn<Stream>, stop: CancellationToken) {
         loop {
             tokio::select! {
@@ -174,26 +195,43 @@ impl Session {
                 Ok(Reply::Unsubscribed(topic))
             }
             RequestBody::StartAudit(req) => {
-                if self.role != Role::Operator {
-                    return Err(ApiError::new(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "this connection is a viewer (uid {}); starting an audit needs an \
-                             operator: add the uid to access.operator_uids in aurad.toml",
-                            self.peer
-                                .uid
-                                .map(|u| u.to_string())
-                                .unwrap_or_else(|| "unknown".into())
-                        ),
-                    ));
-                }
+                self.require_operator("starting an audit")?;
                 let requester = Requester {
                     uid: self.peer.uid,
                     role: self.role,
+                    via: "operator".into(),
                 };
                 start_audit(svc, req, requester)
                     .await
                     .map(|run| Reply::AuditStarted { run })
+            }
+            RequestBody::PauseAudit { run } => {
+                self.require_operator("pausing an audit")?;
+                control_run(svc, run, Signal::Pause)
+                    .await
+                    .map(|()| Reply::Done)
+            }
+            RequestBody::ResumeAudit { run } => {
+                self.require_operator("resuming an audit")?;
+                control_run(svc, run, Signal::Run)
+                    .await
+                    .map(|()| Reply::Done)
+            }
+            RequestBody::CancelAudit { run } => {
+                self.require_operator("cancelling an audit")?;
+                control_run(svc, run, Signal::Cancel)
+                    .await
+                    .map(|()| Reply::Done)
+            }
+            RequestBody::Reload => {
+                self.require_operator("reloading policies")?;
+                let msg = PolicyMsg::Reload {
+                    reason: format!("request from uid {:?}", self.peer.uid),
+                };
+                send(&*svc.bus, AgentKind::Policy, &msg, Meta::default())
+                    .await
+                    .map(|_| Reply::Done)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
             }
             RequestBody::GetAudit { run } => {
                 let record = svc.store.run(run).map_err(internal)?.ok_or_else(|| {

@@ -1,7 +1,11 @@
 //! The systems under audit, behind one trait. A target turns a chat request into a reply
 //! or a [`TargetError`]; an error becomes an `error` verdict, never a `fail`.
 
+mod anthropic;
+mod command;
 mod demo;
+mod http;
+pub mod http_client;
 mod openai;
 
 use std::collections::BTreeMap;
@@ -14,8 +18,14 @@ use aura_policy::{TargetKind, TargetSpec};
 use aura_proto::view::TargetInfo;
 use serde::{Deserialize, Serialize};
 
-pub use demo::DemoTarget;
+pub use anthropic::AnthropicTarget;
+pub use command::CommandTarget;
+pub use demo::{DemoTarget, Guardrails};
+pub use http::HttpTarget;
 pub use openai::OpenAiTarget;
+
+use crate::evidence::Digest;
+use crate::provider::{Provider, ResponseCache, TrafficConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +78,28 @@ impl ChatRequest {
 pub struct ChatReply {
     pub text: String,
     pub latency: Duration,
+    /// Tokens the endpoint says it used (prompt and answer), when it says.
+    pub usage_tokens: Option<u32>,
+    /// Tool calls the model asked for, when the API reports them.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl ChatReply {
+    pub fn text(text: impl Into<String>, latency: Duration) -> Self {
+        Self {
+            text: text.into(),
+            latency,
+            usage_tokens: None,
+            tool_calls: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub name: String,
+    /// The arguments as the model wrote them (usually JSON).
+    pub arguments: String,
 }
 
 /// Why a target gave no usable answer.
@@ -78,7 +110,11 @@ pub enum TargetError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("HTTP {status} from the endpoint: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
     #[error("the response is not what an {api} endpoint returns: {message}")]
     Malformed { api: &'static str, message: String },
     #[error("the response exceeds the {limit}-byte limit")]
@@ -87,6 +123,50 @@ pub enum TargetError {
     Config(String),
     #[error("transport error: {0}")]
     Transport(String),
+    #[error("the program failed: {0}")]
+    Program(String),
+    #[error("circuit open after repeated failures; next try in {}s", retry_in.as_secs())]
+    CircuitOpen { retry_in: Duration },
+}
+
+impl TargetError {
+    /// Worth trying again: overload, gateway trouble, a dropped connection, a timeout.
+    pub fn retryable(&self) -> bool {
+        match self {
+            TargetError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            TargetError::Connect { .. } | TargetError::Timeout(_) | TargetError::Transport(_) => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TargetError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Counts towards opening the circuit breaker: the endpoint is unhealthy.
+    pub fn counts_against_endpoint(&self) -> bool {
+        match self {
+            TargetError::Status { status, .. } => *status == 429 || *status >= 500,
+            TargetError::Connect { .. }
+            | TargetError::Timeout(_)
+            | TargetError::Transport(_)
+            | TargetError::Malformed { .. }
+            | TargetError::Program(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies), capped.
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs: u64 = value?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(120)))
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -99,19 +179,38 @@ pub trait Target: Send + Sync {
 }
 
 /// What every target needs beyond its own spec.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TargetDefaults {
     pub max_response_bytes: u64,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Shared by every target; `None` disables caching.
+    pub cache: Option<ResponseCache>,
 }
 
-/// A configured target, ready to call.
+impl TargetDefaults {
+    pub fn from_config(audit: &crate::config::AuditConfig, cache: Option<ResponseCache>) -> Self {
+        Self {
+            max_response_bytes: audit.max_response_bytes,
+            breaker_threshold: audit.breaker_threshold,
+            breaker_cooldown: audit.breaker_cooldown,
+            backoff_initial: audit.backoff_initial,
+            backoff_max: audit.backoff_max,
+            cache,
+        }
+    }
+}
+
+/// A configured target, ready to call through its traffic control.
 pub struct TargetEntry {
     pub spec: TargetSpec,
     /// The system prompt from the spec or its file, read at load.
     pub system_prompt: Option<String>,
-    /// The client, or why it could not be built (e.g. its API key variable is unset):
+    /// The provider, or why it could not be built (e.g. its API key variable is unset):
     /// an audit of this target is refused with that reason before any request.
-    pub client: Result<Arc<dyn Target>, String>,
+    pub provider: Result<Arc<Provider>, String>,
 }
 
 impl TargetEntry {
@@ -134,10 +233,30 @@ pub struct TargetRegistry {
     targets: BTreeMap<String, Arc<TargetEntry>>,
 }
 
+#[derive(Serialize)]
+struct Fingerprint<'a> {
+    kind: &'a str,
+    endpoint: &'a Option<String>,
+    model: &'a Option<String>,
+    model_version: &'a Option<String>,
+    system_prompt: &'a Option<String>,
+    guardrails: Option<String>,
+    template: &'a Option<serde_json::Value>,
+    command: &'a [String],
+    /// Everything else that shapes the client or its traffic.
+    traffic: String,
+}
+
 impl TargetRegistry {
-    /// Builds clients for validated specs. A target that cannot be built (a missing
+    /// Builds providers for validated specs. A target that cannot be built (a missing
     /// secret, an unreadable prompt file) is kept with the reason, so the others work.
-    pub fn build(specs: Vec<TargetSpec>, defaults: &TargetDefaults) -> Self {
+    /// A target whose configuration did not change keeps its provider from `previous`,
+    /// with its limits and circuit breaker state.
+    pub fn build(
+        specs: Vec<TargetSpec>,
+        defaults: &TargetDefaults,
+        previous: Option<&TargetRegistry>,
+    ) -> Self {
         let mut targets = BTreeMap::new();
         for spec in specs {
             let name = spec.name().to_string();
@@ -151,32 +270,67 @@ impl TargetRegistry {
                 }
                 (None, None) => Ok(None),
             };
-            let client = system_prompt.clone().and_then(|_| match spec.kind {
-                TargetKind::Demo => Ok(Arc::new(DemoTarget::new()) as Arc<dyn Target>),
-                TargetKind::Openai => {
-                    OpenAiTarget::new(&spec, defaults).map(|t| Arc::new(t) as Arc<dyn Target>)
-                }
-                other => Err(format!("{} targets cannot be audited yet", other.name())),
-            });
-            let client = client.map_err(|e| format!("target `{name}`: {e}"));
-            let system_prompt = system_prompt.unwrap_or(None);
+            let guardrail_file = spec.guardrail_file.as_ref().map(|g| spec.resolve(g));
+            let fingerprint = Digest::of(
+                &serde_json::to_vec(&Fingerprint {
+                    kind: spec.kind.name(),
+                    endpoint: &spec.endpoint,
+                    model: &spec.model,
+                    model_version: &spec.model_version,
+                    system_prompt: system_prompt.as_ref().unwrap_or(&None),
+                    guardrails: guardrail_file
+                        .as_ref()
+                        .and_then(|g| std::fs::read_to_string(g).ok()),
+                    template: &spec.request_template,
+                    command: &spec.command,
+                    traffic: format!(
+                        "{:?}",
+                        (
+                            &spec.timeouts,
+                            &spec.proxy,
+                            &spec.ca_file,
+                            &spec.api_key,
+                            (
+                                spec.rpm,
+                                spec.tpm,
+                                spec.concurrency,
+                                spec.retries,
+                                spec.max_tokens
+                            ),
+                            &spec.response_pointer,
+                        )
+                    ),
+                })
+                .unwrap_or_default(),
+            );
+            let reused = previous
+                .and_then(|p| p.targets.get(&name))
+                .and_then(|e| e.provider.as_ref().ok())
+                .filter(|p| p.fingerprint() == fingerprint)
+                .cloned();
+            let provider = match reused {
+                Some(p) => Ok(p),
+                None => system_prompt.clone().and_then(|_| {
+                    build_target(&spec, guardrail_file, defaults).map(|t| {
+                        Arc::new(Provider::new(
+                            t,
+                            traffic(&spec, defaults),
+                            fingerprint,
+                            defaults.cache.clone(),
+                        ))
+                    })
+                }),
+            };
             targets.insert(
-                name,
+                name.clone(),
                 Arc::new(TargetEntry {
+                    provider: provider.map_err(|e| format!("target `{name}`: {e}")),
+                    system_prompt: system_prompt.unwrap_or(None),
                     spec,
-                    system_prompt,
-                    client,
                 }),
             );
         }
         Self { targets }
-    }
-
-    /// Targets that cannot be used, with the reason.
-    pub fn problems(&self) -> impl Iterator<Item = &str> {
-        self.targets
-            .values()
-            .filter_map(|t| t.client.as_ref().err().map(String::as_str))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<TargetEntry>> {
@@ -187,6 +341,10 @@ impl TargetRegistry {
         self.targets.keys().map(String::as_str)
     }
 
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<TargetEntry>> {
+        self.targets.values()
+    }
+
     pub fn infos(&self) -> Vec<TargetInfo> {
         self.targets.values().map(|t| t.info()).collect()
     }
@@ -194,4 +352,45 @@ impl TargetRegistry {
     pub fn specs(&self) -> impl Iterator<Item = &TargetSpec> {
         self.targets.values().map(|t| &t.spec)
     }
+
+    /// Targets that cannot be used, with the reason.
+    pub fn problems(&self) -> impl Iterator<Item = &str> {
+        self.targets
+            .values()
+            .filter_map(|t| t.provider.as_ref().err().map(String::as_str))
+    }
+}
+
+fn traffic(spec: &TargetSpec, d: &TargetDefaults) -> TrafficConfig {
+    TrafficConfig {
+        concurrency: spec.concurrency,
+        rpm: spec.rpm,
+        tpm: spec.tpm,
+        retries: spec.retries,
+        breaker_threshold: d.breaker_threshold,
+        breaker_cooldown: d.breaker_cooldown,
+        backoff_initial: d.backoff_initial,
+        backoff_max: d.backoff_max,
+        max_tokens: spec.max_tokens.unwrap_or(256),
+    }
+}
+
+fn build_target(
+    spec: &TargetSpec,
+    guardrail_file: Option<std::path::PathBuf>,
+    d: &TargetDefaults,
+) -> Result<Arc<dyn Target>, String> {
+    Ok(match spec.kind {
+        TargetKind::Demo => Arc::new(DemoTarget::new(guardrail_file)),
+        TargetKind::Openai => Arc::new(OpenAiTarget::new(spec, d)?),
+        TargetKind::Anthropic => Arc::new(AnthropicTarget::new(spec, d)?),
+        TargetKind::Http => Arc::new(HttpTarget::new(spec, d)?),
+        TargetKind::Command => Arc::new(CommandTarget::new(spec, d)?),
+        TargetKind::Transcripts | TargetKind::Documents => {
+            return Err(format!(
+                "{} targets are read, not prompted",
+                spec.kind.name()
+            ));
+        }
+    })
 }

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use aura_policy::TargetSpec;
-use aura_policy::target::SecretRef;
 use serde::{Deserialize, Serialize};
 
-use super::{BoxFuture, ChatReply, ChatRequest, Target, TargetDefaults, TargetError};
+use super::http_client::{self, excerpt};
+use super::{BoxFuture, ChatReply, ChatRequest, Target, TargetDefaults, TargetError, ToolCall};
 
 pub struct OpenAiTarget {
     client: reqwest::Client,
@@ -15,9 +15,11 @@ pub struct OpenAiTarget {
     model: String,
     api_key: Option<String>,
     max_tokens: Option<u32>,
-    request_timeout: Duration,
+    timeout: Duration,
     max_response_bytes: u64,
 }
+
+const API: &str = "OpenAI chat completions";
 
 impl OpenAiTarget {
     pub fn new(spec: &TargetSpec, defaults: &TargetDefaults) -> Result<Self, String> {
@@ -29,24 +31,42 @@ impl OpenAiTarget {
         let api_key = spec
             .api_key
             .as_ref()
-            .map(|s| read_secret(s, spec))
+            .map(|s| http_client::read_secret(s, spec))
             .transpose()?;
+        Ok(Self {
+            client: http_client::build(spec)?,
+            url: chat_url(endpoint),
+            model,
+            api_key,
+            max_tokens: spec.max_tokens,
+            timeout: spec.timeouts.request,
+            max_response_bytes: defaults.max_response_bytes,
+        })
+    }
+
+    /// A client for an endpoint that is not a configured target (the judge).
+    pub fn direct(
+        endpoint: &str,
+        model: &str,
+        api_key: Option<String>,
+        timeout: Duration,
+        max_response_bytes: u64,
+    ) -> Result<Self, String> {
         crate::tls::install_provider();
         let client = reqwest::Client::builder()
-            .connect_timeout(spec.timeouts.connect)
-            .timeout(spec.timeouts.request)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
             .no_proxy()
-            .user_agent(concat!("aurad/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Self {
             client,
             url: chat_url(endpoint),
-            model,
+            model: model.to_string(),
             api_key,
-            max_tokens: spec.max_tokens,
-            request_timeout: spec.timeouts.request,
-            max_response_bytes: defaults.max_response_bytes,
+            max_tokens: Some(300),
+            timeout,
+            max_response_bytes,
         })
     }
 
@@ -63,48 +83,35 @@ impl OpenAiTarget {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let resp = builder.send().await.map_err(|e| self.classify(e))?;
-        let status = resp.status();
-        let bytes = read_bounded(resp, self.max_response_bytes, |e| self.classify(e)).await?;
-        if !status.is_success() {
-            return Err(TargetError::Status {
-                status: status.as_u16(),
-                body: excerpt(&bytes),
-            });
-        }
+        let bytes =
+            http_client::send(builder, &self.url, self.timeout, self.max_response_bytes).await?;
         let parsed: ChatResponse =
             serde_json::from_slice(&bytes).map_err(|e| TargetError::Malformed {
-                api: "OpenAI chat completions",
+                api: API,
                 message: format!("{e} (body starts: {})", excerpt(&bytes)),
             })?;
-        let text = parsed
+        let choice = parsed
             .choices
             .into_iter()
             .next()
             .ok_or_else(|| TargetError::Malformed {
-                api: "OpenAI chat completions",
+                api: API,
                 message: "no `choices` in the response".into(),
-            })?
-            .message
-            .content
-            .unwrap_or_default();
+            })?;
         Ok(ChatReply {
-            text,
+            text: choice.message.content.unwrap_or_default(),
             latency: started.elapsed(),
+            usage_tokens: parsed.usage.and_then(|u| u.total_tokens),
+            tool_calls: choice
+                .message
+                .tool_calls
+                .into_iter()
+                .map(|t| ToolCall {
+                    name: t.function.name,
+                    arguments: t.function.arguments,
+                })
+                .collect(),
         })
-    }
-
-    fn classify(&self, e: reqwest::Error) -> TargetError {
-        if e.is_timeout() {
-            TargetError::Timeout(self.request_timeout)
-        } else if e.is_connect() {
-            TargetError::Connect {
-                endpoint: self.url.clone(),
-                message: source_chain(&e),
-            }
-        } else {
-            TargetError::Transport(source_chain(&e))
-        }
     }
 }
 
@@ -130,6 +137,13 @@ struct ChatBody<'a> {
 #[derive(Deserialize)]
 struct ChatResponse {
     choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    total_tokens: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +154,20 @@ struct Choice {
 #[derive(Deserialize)]
 struct AnswerMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
 }
 
 /// `http://host:8080` -> `http://host:8080/v1/chat/completions`; a URL already ending in
@@ -152,66 +180,6 @@ pub fn chat_url(endpoint: &str) -> String {
         format!("{base}/chat/completions")
     } else {
         format!("{base}/v1/chat/completions")
-    }
-}
-
-/// Reads a body, refusing to hold more than `limit` bytes.
-pub(crate) async fn read_bounded(
-    mut resp: reqwest::Response,
-    limit: u64,
-    classify: impl Fn(reqwest::Error) -> TargetError,
-) -> Result<Vec<u8>, TargetError> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(TargetError::TooLarge { limit });
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(&classify)? {
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(TargetError::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
-
-/// The first 200 characters of a body, for error messages.
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        s.push('…');
-    }
-    s
-}
-
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-/// Reads a secret by reference. Never logged.
-fn read_secret(secret: &SecretRef, spec: &TargetSpec) -> Result<String, String> {
-    match secret {
-        SecretRef::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-            _ => Err(format!(
-                "its API key variable {var} is not set in the daemon's environment"
-            )),
-        },
-        SecretRef::File(path) => {
-            let path = spec.resolve(path);
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("cannot read its API key file {}: {e}", path.display()))
-        }
     }
 }
 

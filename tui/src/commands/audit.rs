@@ -32,9 +32,15 @@ pub async fn run(socket: &Path, args: RunArgs) -> ExitCode {
         None
     };
     let start = StartAudit {
+        targets: args.targets.clone(),
+        tags: args.tags.clone(),
         policy: args.policy.clone(),
-        target: args.target.clone(),
+        controls: args.controls.clone(),
+        seed: args.seed,
+        no_cache: args.no_cache,
+        concurrency: args.concurrency,
     };
+    let what = describe(&args);
     let run = match client.request(RequestBody::StartAudit(start)).await {
         Ok(Reply::AuditStarted { run }) => run,
         Ok(other) => {
@@ -48,7 +54,7 @@ pub async fn run(socket: &Path, args: RunArgs) -> ExitCode {
         if args.json {
             println!("{{\"run\": {run}}}");
         } else {
-            println!("started audit run {run} of target {}", args.target);
+            println!("started audit run {run} of {what}");
         }
         return exit::code(exit::OK);
     }
@@ -56,7 +62,7 @@ pub async fn run(socket: &Path, args: RunArgs) -> ExitCode {
         return fail(&ClientError::Disconnected);
     };
     if !args.json {
-        eprintln!("started audit run {run} of target {}", args.target);
+        eprintln!("started audit run {run} of {what}");
     }
     let live = std::io::stderr().is_terminal() && !args.json;
     let mut last_done = u32::MAX;
@@ -148,7 +154,7 @@ pub fn render(d: &AuditDetail) -> String {
         s,
         "audit run {} of {}{demo}: {}",
         a.run,
-        a.target,
+        a.targets.join(", "),
         a.state.label()
     );
     if let RunState::Failed { reason } = &a.state {
@@ -163,10 +169,33 @@ pub fn render(d: &AuditDetail) -> String {
             Verdict::Skipped => "SKIPPED",
             Verdict::Waived => "WAIVED",
         };
+        let target = if a.targets.len() > 1 {
+            format!(" @{}", c.target)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "  {mark:<12} {:<10} {:<8} {}",
+            "  {mark:<12} {:<10} {:<8} {}{target}",
             c.control, c.severity, c.title
+        );
+        let rate = c
+            .rate
+            .map(|r| {
+                format!(
+                    "attack success {:.1}% (95% CI {:.1}-{:.1}%, limit {:.1}%), ",
+                    r.value * 100.0,
+                    r.low * 100.0,
+                    r.high * 100.0,
+                    c.threshold * 100.0
+                )
+            })
+            .unwrap_or_default();
+        let n = &c.attempts;
+        let _ = writeln!(
+            s,
+            "               {rate}attempts: {} pass, {} fail, {} error, {} inconclusive",
+            n.pass, n.fail, n.error, n.inconclusive
         );
         if c.verdict != Verdict::Pass {
             let _ = writeln!(s, "               {}", c.detail);
@@ -182,6 +211,38 @@ pub fn render(d: &AuditDetail) -> String {
         let _ = writeln!(s, "report: {dir}/report.md");
     }
     s
+}
+
+fn describe(args: &RunArgs) -> String {
+    let mut parts = Vec::new();
+    if !args.targets.is_empty() {
+        parts.push(format!("target(s) {}", args.targets.join(", ")));
+    }
+    if !args.tags.is_empty() {
+        parts.push(format!("targets tagged {}", args.tags.join(", ")));
+    }
+    parts.join(" and ")
+}
+
+/// Pause, resume, cancel, reload: a request answered by `Done`.
+pub async fn control(socket: &Path, body: RequestBody) -> ExitCode {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let what = match &body {
+        RequestBody::PauseAudit { run } => format!("run {run} paused"),
+        RequestBody::ResumeAudit { run } => format!("run {run} resumed"),
+        RequestBody::CancelAudit { run } => format!("run {run} cancelled"),
+        _ => "reload requested".to_string(),
+    };
+    match client.request(body).await {
+        Ok(_) => {
+            println!("{what}");
+            exit::code(exit::OK)
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 pub async fn show(socket: &Path, run: u64, json: bool) -> ExitCode {

@@ -156,7 +156,7 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     .areas(inner);
     let mut first = vec![
         Span::styled(format!("run {} ", a.run), theme.title),
-        Span::raw(a.target.clone()),
+        Span::raw(crate::format::targets(a, 20)),
     ];
     if a.target_is_demo {
         first.push(Span::styled(" [DEMO]", theme.demo));
@@ -213,7 +213,7 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Line::from(format!(
                 "run {} {} {} {}P {}F {}E",
                 o.run,
-                o.target,
+                crate::format::targets(o, 12),
                 o.state.label(),
                 o.controls.pass,
                 o.controls.fail,
