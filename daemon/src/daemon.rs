@@ -107,6 +107,12 @@ impl DaemonBuilder {
             None
         };
         let catalog = Catalog::new(TargetDefaults::from_config(&config.audit, cache));
+        let baseline = {
+            let d = watcher::dirs(&config);
+            tokio::task::spawn_blocking(move || watcher::fingerprint(&d))
+                .await
+                .unwrap_or_default()
+        };
         {
             let (c, cfg, v) = (catalog.clone(), config.clone(), view.clone());
             let _ = tokio::task::spawn_blocking(move || c.reload(&cfg, &v, "start")).await;
@@ -170,7 +176,7 @@ impl DaemonBuilder {
             }
         };
         let server_stop = CancellationToken::new();
-        let watcher = watcher::spawn(svc.clone(), server_stop.clone());
+        let watcher = watcher::spawn(svc.clone(), baseline, server_stop.clone());
         let server = tokio::spawn(
             Server::new(socket_path.clone(), listener).run(svc.clone(), server_stop.clone()),
         );

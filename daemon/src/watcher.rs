@@ -65,19 +65,23 @@ fn relevant(ev: &notify::Event) -> bool {
     })
 }
 
-pub fn spawn(svc: Services, stop: CancellationToken) -> JoinHandle<()> {
+/// The folders this daemon watches.
+pub fn dirs(config: &crate::config::DaemonConfig) -> Vec<PathBuf> {
+    vec![config.policies_dir.clone(), config.targets_dir.clone()]
+}
+
+/// Starts watching. `baseline` is the fingerprint taken before the set now active was
+/// loaded, so a change made while loading or starting is still noticed.
+pub fn spawn(svc: Services, baseline: Fingerprint, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = run(svc, stop).await {
+        if let Err(e) = run(svc, baseline, stop).await {
             tracing::error!(error = %e, "policy watcher stopped; reload with SIGHUP");
         }
     })
 }
 
-async fn run(svc: Services, stop: CancellationToken) -> notify::Result<()> {
-    let dirs = vec![
-        svc.config.policies_dir.clone(),
-        svc.config.targets_dir.clone(),
-    ];
+async fn run(svc: Services, baseline: Fingerprint, stop: CancellationToken) -> notify::Result<()> {
+    let dirs = dirs(&svc.config);
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok_and(|ev| relevant(&ev)) {
@@ -101,42 +105,57 @@ async fn run(svc: Services, stop: CancellationToken) -> notify::Result<()> {
                 .unwrap_or_default()
         }
     };
-    let mut last = scan().await;
+    let mut last = baseline;
     let mut rescan = tokio::time::interval(svc.config.policies.rescan_interval);
     rescan.tick().await;
+    // Anything that changed since the baseline, before the watch began.
+    if scan().await != last {
+        request_reload(&svc, "changed during start").await;
+        last = scan().await;
+    }
+    // When the current burst of events will have been quiet long enough.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        let wait_due = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let reason = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             Some(()) = rx.recv() => {
-                // Wait for the burst to end: `quiet` with no further event.
-                loop {
-                    tokio::select! {
-                        more = rx.recv() => if more.is_none() { break },
-                        _ = tokio::time::sleep(quiet) => break,
-                    }
-                }
-                let now = scan().await;
-                if now == last {
-                    continue;
-                }
-                last = now;
+                due = Some(tokio::time::Instant::now() + quiet);
+                continue;
+            }
+            _ = wait_due => {
+                due = None;
                 "files changed"
             }
-            _ = rescan.tick() => {
-                let now = scan().await;
-                if now == last {
-                    continue;
-                }
-                last = now;
-                "rescan found changes"
-            }
+            _ = rescan.tick() => "rescan found changes",
         };
-        tracing::info!(reason, "policy or target files changed; reloading");
-        let msg = PolicyMsg::Reload {
-            reason: reason.to_string(),
-        };
-        if let Err(e) = send(&*svc.bus, AgentKind::Policy, &msg, Meta::default()).await {
-            tracing::error!(error = %e, "could not request a reload");
+        let now = scan().await;
+        tracing::debug!(
+            reason,
+            files = now.len(),
+            changed = now != last,
+            "policy folders scanned"
+        );
+        if now == last {
+            continue;
         }
+        last = now;
+        tracing::info!(reason, "policy or target files changed; reloading");
+        request_reload(&svc, reason).await;
+    }
+}
+
+/// Asks the Policy agent to reload.
+async fn request_reload(svc: &Services, reason: &str) {
+    let msg = PolicyMsg::Reload {
+        reason: reason.to_string(),
+    };
+    if let Err(e) = send(&*svc.bus, AgentKind::Policy, &msg, Meta::default()).await {
+        tracing::error!(error = %e, "could not request a reload");
     }
 }

@@ -104,22 +104,26 @@ impl PolicySet {
         for a in &self.attestations {
             a.targets.iter().for_each(|t| check_target(&a.file, t));
         }
+        // A tag no target carries yet is fine (a control for agentic targets before the
+        // first one is configured); one that looks like a misspelt tag is not.
         for c in &self.controls {
             for tag in &c.applies_to.tags {
-                if !tags.contains(tag.value.as_str()) {
-                    let mut d = Diagnostic::at(
-                        &c.source,
-                        tag.referenced,
-                        format!(
-                            "control `{}` applies to tag `{}`, which no target has",
-                            c.id(),
-                            tag.value
-                        ),
+                if tags.contains(tag.value.as_str()) {
+                    continue;
+                }
+                if let Some(s) = suggest(&tag.value, tags.iter().copied()) {
+                    diags.push(
+                        Diagnostic::at(
+                            &c.source,
+                            tag.referenced,
+                            format!(
+                                "control `{}` applies to tag `{}`, which no target has",
+                                c.id(),
+                                tag.value
+                            ),
+                        )
+                        .with_help(format!("did you mean `{s}`?")),
                     );
-                    if let Some(s) = suggest(&tag.value, tags.iter().copied()) {
-                        d = d.with_help(format!("did you mean `{s}`?"));
-                    }
-                    diags.push(d);
                 }
             }
         }

@@ -104,6 +104,10 @@ impl TestDaemon {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, config: DaemonConfig) -> Self {
+        // `AURA_TEST_LOG=debug cargo test ...` shows the daemon's logs.
+        if let Ok(level) = std::env::var("AURA_TEST_LOG") {
+            aurad::logging::init(aurad::config::LogFormat::Text, &level);
+        }
         let daemon = DaemonBuilder::new(config)
             .start()
             .await

@@ -1,6 +1,7 @@
 //! Runs an agent: feeds it its topic, restarts it after a failure with capped
 //! exponential backoff, and reports state, heartbeat, tasks done, errors and queue depth.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,8 @@ async fn run<A: Agent>(agent: Arc<A>, svc: Services, status: Status) -> Result<(
     });
     tracing::info!(agent = %A::KIND, "agent running");
     let mut handlers: JoinSet<(Delivery, Result<(), AgentError>)> = JoinSet::new();
+    // What each running handler holds, so its message stays invisible while it works.
+    let mut holding: HashMap<tokio::task::Id, Delivery> = HashMap::new();
     let mut heartbeat = tokio::time::interval(svc.config.agents.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -150,17 +153,22 @@ async fn run<A: Agent>(agent: Arc<A>, svc: Services, status: Status) -> Result<(
                     Ok(msg) => {
                         tracing::debug!(agent = %A::KIND, id = delivery.envelope.id, ?msg, "message received");
                         let (agent, svc) = (agent.clone(), svc.clone());
-                        handlers.spawn(async move {
+                        let held = delivery.clone();
+                        let handle = handlers.spawn(async move {
                             let r = agent.handle(msg, &delivery.envelope, &svc).await;
                             (delivery, r)
                         });
+                        holding.insert(handle.id(), held);
                     }
                     Err(e) => settle(&svc, &status, &delivery, Err(e.into())),
                 }
             }
-            Some(done) = handlers.join_next() => {
+            Some(done) = handlers.join_next_with_id() => {
                 match done {
-                    Ok((d, r)) => settle(&svc, &status, &d, r),
+                    Ok((id, (d, r))) => {
+                        holding.remove(&id);
+                        settle(&svc, &status, &d, r)
+                    }
                     Err(e) if e.is_panic() => {
                         return Err(AgentError::Failed(format!(
                             "a handler panicked: {}", panic_message(e.into_panic())
@@ -170,6 +178,9 @@ async fn run<A: Agent>(agent: Arc<A>, svc: Services, status: Status) -> Result<(
                 }
             }
             _ = heartbeat.tick() => {
+                for d in holding.values() {
+                    svc.bus.extend(d);
+                }
                 let tick = agent.tick(&svc).await;
                 let depth = svc.bus.stats(topic).depth;
                 status.update(|r| {

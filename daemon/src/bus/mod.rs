@@ -144,6 +144,10 @@ pub trait Bus: Send + Sync + 'static {
     /// has been delivered the configured number of times.
     fn nack(&self, delivery: &Delivery, reason: &str) -> Result<(), BusError>;
 
+    /// Keeps a message invisible for another visibility timeout: its consumer is still
+    /// working on it (a long audit run).
+    fn extend(&self, delivery: &Delivery);
+
     /// Makes every in-flight message of `topic` deliverable again at once, for a consumer
     /// that restarted and will not ack what it held.
     fn release(&self, topic: &str);

@@ -293,6 +293,15 @@ impl Bus for SledBus {
         Ok(())
     }
 
+    fn extend(&self, d: &Delivery) {
+        let until = Instant::now() + self.config.visibility_timeout;
+        self.with_topic(&d.envelope.topic, |t| {
+            if let Some(v) = t.in_flight.get_mut(&d.key) {
+                *v = until;
+            }
+        });
+    }
+
     fn release(&self, topic: &str) {
         let notify = self.with_topic(topic, |t| {
             t.in_flight.clear();
