@@ -15,6 +15,7 @@ use aura_proto::view::{
 use aura_proto::wire::{Delta, Snapshot, StatusReport, Topic, Update};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::eventlog::EventLog;
 use crate::store::{Store, StoreError};
 
 /// Capacity of each topic's broadcast ring. A subscriber further behind than this gets
@@ -42,6 +43,7 @@ enum Cmd {
 #[derive(Clone)]
 pub struct ViewHandle {
     tx: mpsc::UnboundedSender<Cmd>,
+    events: Arc<dyn EventLog>,
     alerts_tx: broadcast::Sender<Alert>,
     alerts_lock: Arc<Mutex<()>>,
     store: Store,
@@ -90,6 +92,21 @@ impl ViewHandle {
             let _ = self.alerts_tx.send(alert.clone());
             alert
         };
+        let payload = serde_json::json!({
+            "alert": alert.seq,
+            "severity": alert.severity,
+            "title": alert.title,
+            "detail": alert.detail,
+            "run": alert.run,
+            "control": alert.control,
+            "target": alert.target,
+        });
+        if let Err(e) = self
+            .events
+            .append(alert.source.name(), "AlertRaised", &payload)
+        {
+            tracing::error!(error = %e, "could not record an alert in the event log");
+        }
         tracing::warn!(
             seq = alert.seq,
             severity = %alert.severity,
@@ -159,7 +176,8 @@ impl Aggregator {
         match t {
             Topic::Daemon => &mut self.topics[0],
             Topic::Agents => &mut self.topics[1],
-            Topic::Audits | Topic::Alerts => &mut self.topics[2],
+            // Log topics are not kept here; they never ask for a snapshot.
+            Topic::Audits | Topic::Alerts | Topic::Events => &mut self.topics[2],
         }
     }
 
@@ -167,7 +185,7 @@ impl Aggregator {
         match t {
             Topic::Daemon => Snapshot::Daemon(self.daemon.clone()),
             Topic::Agents => Snapshot::Agents(self.agents.values().cloned().collect()),
-            Topic::Audits | Topic::Alerts => {
+            Topic::Audits | Topic::Alerts | Topic::Events => {
                 Snapshot::Audits(self.audits.values().rev().cloned().collect())
             }
         }
@@ -208,6 +226,8 @@ impl Aggregator {
                     agents: self.agents.values().cloned().collect(),
                     audits: self.audits.values().rev().cloned().collect(),
                     alerts: self.daemon.alerts.clone(),
+                    topics: Vec::new(),
+                    breakers: Vec::new(),
                 });
             }
         }
@@ -231,7 +251,11 @@ impl Aggregator {
 }
 
 /// Starts the aggregator task, seeded from the store (recent runs, alert counts).
-pub fn spawn(store: Store, daemon: DaemonStatus) -> Result<ViewHandle, StoreError> {
+pub fn spawn(
+    store: Store,
+    events: Arc<dyn EventLog>,
+    daemon: DaemonStatus,
+) -> Result<ViewHandle, StoreError> {
     let mut daemon = daemon;
     daemon.alerts = store.alert_counts()?;
     let audits = store
@@ -253,6 +277,7 @@ pub fn spawn(store: Store, daemon: DaemonStatus) -> Result<ViewHandle, StoreErro
     });
     Ok(ViewHandle {
         tx,
+        events,
         alerts_tx: broadcast::channel(TOPIC_CAPACITY).0,
         alerts_lock: Arc::new(Mutex::new(())),
         store,

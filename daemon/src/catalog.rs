@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::aggregator::{AlertDraft, ViewHandle};
 use crate::config::DaemonConfig;
+use crate::eventlog::EventLog;
 use crate::evidence::Digest;
 use crate::targets::{TargetDefaults, TargetRegistry};
 
@@ -69,6 +70,7 @@ impl Catalog {
         &self,
         config: &DaemonConfig,
         view: &ViewHandle,
+        events: &dyn EventLog,
         reason: &str,
     ) -> Result<Loaded, Diagnostics> {
         let (policies, specs) = match load_specs(config) {
@@ -96,6 +98,13 @@ impl Catalog {
                     control: None,
                     target: None,
                 });
+                let payload = serde_json::json!({
+                    "reason": reason,
+                    "problems": diags.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                });
+                if let Err(e) = events.append("policy", "PolicyRejected", &payload) {
+                    tracing::error!(error = %e, "could not record the rejected reload");
+                }
                 view.daemon(move |d| d.policy_error = Some(summary));
                 return Err(diags);
             }
@@ -155,6 +164,18 @@ impl Catalog {
             d.policy_generation = l.generation;
             d.targets = infos;
         });
+        let payload = serde_json::json!({
+            "reason": reason,
+            "generation": loaded.generation,
+            "controls": loaded.controls,
+            "files": loaded.files,
+            "targets": loaded.targets,
+            "changed_files": loaded.changed_files,
+            "changed_targets": loaded.changed_targets,
+        });
+        if let Err(e) = events.append("policy", "PolicyLoaded", &payload) {
+            tracing::error!(error = %e, "could not record the policy load");
+        }
         tracing::info!(
             reason,
             generation = loaded.generation,

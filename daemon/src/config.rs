@@ -42,6 +42,119 @@ pub struct FileConfig {
     pub policies: PoliciesConfig,
     #[serde(default)]
     pub judge: Option<JudgeConfig>,
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub knowledge: KnowledgeConfig,
+    #[serde(default)]
+    pub bus: BusSection,
+}
+
+/// The event log's signed checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Sign a checkpoint after this many records...
+    #[serde(default = "d_cp_records")]
+    pub checkpoint_every: u64,
+    /// ...or after this long, whichever comes first (and always at shutdown).
+    #[serde(default = "d_cp_interval", with = "humantime_serde_compat")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: d_cp_records(),
+            checkpoint_interval: d_cp_interval(),
+        }
+    }
+}
+
+fn d_cp_records() -> u64 {
+    1000
+}
+fn d_cp_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// The knowledge base.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// How long an entry's confidence takes to halve without reinforcement.
+    #[serde(default = "d_half_life", with = "humantime_serde_compat")]
+    pub half_life: Duration,
+    /// An OpenAI-compatible embeddings endpoint; without it the built-in embedder
+    /// (hashed character n-grams, no model) is used.
+    #[serde(default)]
+    pub embeddings: Option<EmbeddingsConfig>,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            half_life: d_half_life(),
+            embeddings: None,
+        }
+    }
+}
+
+fn d_half_life() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    pub endpoint: String,
+    pub model: String,
+    /// The vectors' dimension; a response of another dimension is refused.
+    pub dimensions: usize,
+    #[serde(default)]
+    pub api_key: Option<SecretConfig>,
+}
+
+/// The message bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    /// A message unacknowledged this long is delivered again.
+    #[serde(default = "d_visibility", with = "humantime_serde_compat")]
+    pub visibility_timeout: Duration,
+    /// Deliveries after which a failing message goes to the dead letters.
+    #[serde(default = "d_max_deliveries")]
+    pub max_deliveries: u32,
+    /// Messages waiting on a topic before publishers wait (backpressure).
+    #[serde(default = "d_max_depth")]
+    pub max_depth: u64,
+    /// How long a publisher waits for room before it gets an error.
+    #[serde(default = "d_publish_timeout", with = "humantime_serde_compat")]
+    pub publish_timeout: Duration,
+}
+
+impl Default for BusSection {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: d_visibility(),
+            max_deliveries: d_max_deliveries(),
+            max_depth: d_max_depth(),
+            publish_timeout: d_publish_timeout(),
+        }
+    }
+}
+
+fn d_visibility() -> Duration {
+    Duration::from_secs(300)
+}
+fn d_max_deliveries() -> u32 {
+    5
+}
+fn d_max_depth() -> u64 {
+    100_000
+}
+fn d_publish_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -268,6 +381,9 @@ pub struct DaemonConfig {
     pub audit: AuditConfig,
     pub policies: PoliciesConfig,
     pub judge: Option<JudgeConfig>,
+    pub events: EventsConfig,
+    pub knowledge: KnowledgeConfig,
+    pub bus: BusSection,
 }
 
 /// The config file used when none is named and it exists.
@@ -319,6 +435,9 @@ impl DaemonConfig {
             audit: parsed.audit,
             policies: parsed.policies,
             judge: parsed.judge,
+            events: parsed.events,
+            knowledge: parsed.knowledge,
+            bus: parsed.bus,
         };
         config.check()?;
         Ok(config)

@@ -22,8 +22,10 @@ use crate::bus::{Bus, BusConfig, Meta, SledBus};
 use crate::catalog::Catalog;
 use crate::config::DaemonConfig;
 use crate::datadir::{DataDir, DataDirError};
+use crate::eventlog::{EventLog, SledEventLog};
 use crate::evidence::EvidenceStore;
 use crate::judge::Judge;
+use crate::kb::{Embedder, HashedEmbedder, HttpEmbedder, KnowledgeStore, SledKnowledge};
 use crate::provider::ResponseCache;
 use crate::runctl::RunControl;
 use crate::server::{Server, socket};
@@ -34,8 +36,62 @@ use crate::targets::TargetDefaults;
 use crate::watcher;
 use aura_proto::view::Severity;
 
+/// The knowledge base with the configured embedder.
+fn open_kb(
+    config: &DaemonConfig,
+    db: &sled::Db,
+    dir: &std::path::Path,
+) -> Result<SledKnowledge, StartError> {
+    let embedder: Arc<dyn Embedder> = match &config.knowledge.embeddings {
+        None => Arc::new(HashedEmbedder),
+        Some(e) => {
+            let key = match &e.api_key {
+                Some(s) => match (&s.env, &s.file) {
+                    (Some(v), None) => Some(std::env::var(v).map_err(|_| {
+                        StartError::Config(format!(
+                            "knowledge.embeddings: the API key variable {v} is not set"
+                        ))
+                    })?),
+                    (None, Some(f)) => Some(
+                        std::fs::read_to_string(f)
+                            .map(|k| k.trim().to_string())
+                            .map_err(|err| {
+                                StartError::Config(format!(
+                                    "knowledge.embeddings: cannot read {}: {err}",
+                                    f.display()
+                                ))
+                            })?,
+                    ),
+                    _ => {
+                        return Err(StartError::Config(
+                            "knowledge.embeddings.api_key needs exactly one of env or file".into(),
+                        ));
+                    }
+                },
+                None => None,
+            };
+            Arc::new(
+                HttpEmbedder::new(
+                    &e.endpoint,
+                    &e.model,
+                    key,
+                    e.dimensions,
+                    std::time::Duration::from_secs(30),
+                )
+                .map_err(StartError::Config)?,
+            )
+        }
+    };
+    let half_life = config.knowledge.half_life.as_secs_f32() / 86_400.0;
+    SledKnowledge::open(db, dir, embedder, half_life).map_err(|e| StartError::Config(e.to_string()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Events(#[from] crate::eventlog::EventLogError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error(transparent)]
@@ -54,8 +110,8 @@ pub struct DaemonBuilder {
 impl DaemonBuilder {
     pub fn new(config: DaemonConfig) -> Self {
         Self {
+            bus: BusConfig::from(&config.bus),
             config,
-            bus: BusConfig::default(),
         }
     }
 
@@ -76,10 +132,25 @@ impl DaemonBuilder {
                 path: config.data_dir.display().to_string(),
                 message: e.to_string(),
             })??;
-        let bus: Arc<dyn Bus> = Arc::new(SledBus::open(store.db(), self.bus)?);
+        let evidence = EvidenceStore::open(store.db())?;
+        let events: Arc<dyn EventLog> = Arc::new(SledEventLog::open(
+            store.db(),
+            evidence.clone(),
+            store.committer().clone(),
+            &data_dir.path().join("keys"),
+            config.events.checkpoint_every,
+        )?);
+        let bus: Arc<dyn Bus> = Arc::new(SledBus::open(
+            store.db(),
+            self.bus,
+            store.committer().clone(),
+        )?);
+        let kb: Arc<dyn KnowledgeStore> =
+            Arc::new(open_kb(&config, store.db(), &data_dir.path().join("kb"))?);
         let socket_path = socket::choose_path(&config);
         let view = aggregator::spawn(
             store.clone(),
+            events.clone(),
             DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 host: crate::server::hostname(),
@@ -96,7 +167,16 @@ impl DaemonBuilder {
                 alerts: Default::default(),
             },
         )?;
-        let evidence = EvidenceStore::open(store.db())?;
+        events.append(
+            "daemon",
+            "DaemonStarted",
+            &serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "data_dir": config.data_dir,
+                "public_key": aura_ledger::format_public_key(&events.public_key()),
+            }),
+        )?;
         let cache = if config.audit.cache {
             Some(ResponseCache::open(
                 store.db(),
@@ -114,8 +194,13 @@ impl DaemonBuilder {
                 .unwrap_or_default()
         };
         {
-            let (c, cfg, v) = (catalog.clone(), config.clone(), view.clone());
-            let _ = tokio::task::spawn_blocking(move || c.reload(&cfg, &v, "start")).await;
+            let (c, cfg, v, e) = (
+                catalog.clone(),
+                config.clone(),
+                view.clone(),
+                events.clone(),
+            );
+            let _ = tokio::task::spawn_blocking(move || c.reload(&cfg, &v, &*e, "start")).await;
         }
         let judge = match &config.judge {
             None => None,
@@ -142,6 +227,8 @@ impl DaemonBuilder {
             evidence,
             bus,
             runs: RunControl::default(),
+            events: events.clone(),
+            kb,
             judge,
             view: view.clone(),
             catalog,
@@ -155,7 +242,7 @@ impl DaemonBuilder {
             supervisor::spawn(|| agents::AuditAgent, svc.clone()),
             supervisor::spawn(|| agents::AnalysisAgent, svc.clone()),
             supervisor::spawn(|| agents::LearningAgent, svc.clone()),
-            supervisor::spawn(|| agents::MonitorAgent, svc.clone()),
+            supervisor::spawn(agents::MonitorAgent::default, svc.clone()),
             supervisor::spawn(|| agents::ReportAgent, svc.clone()),
             supervisor::spawn(|| agents::RemediationAgent, svc.clone()),
         ];
@@ -177,6 +264,11 @@ impl DaemonBuilder {
         };
         let server_stop = CancellationToken::new();
         let watcher = watcher::spawn(svc.clone(), baseline, server_stop.clone());
+        let checkpointer = crate::eventlog::spawn_checkpointer(
+            events.clone(),
+            config.events.checkpoint_interval,
+            server_stop.clone(),
+        );
         let server = tokio::spawn(
             Server::new(socket_path.clone(), listener).run(svc.clone(), server_stop.clone()),
         );
@@ -196,6 +288,7 @@ impl DaemonBuilder {
             server_stop,
             server,
             watcher,
+            checkpointer,
             agents,
             data_dir,
         })
@@ -208,6 +301,7 @@ pub struct Daemon {
     server_stop: CancellationToken,
     server: JoinHandle<()>,
     watcher: JoinHandle<()>,
+    checkpointer: JoinHandle<()>,
     agents: Vec<JoinHandle<()>>,
     data_dir: DataDir,
 }
@@ -298,9 +392,21 @@ impl Daemon {
         self.server_stop.cancel();
         let _ = self.server.await;
         let _ = self.watcher.await;
+        let _ = self.checkpointer.await;
         svc.cancel.cancel();
         for a in self.agents {
             let _ = a.await;
+        }
+        svc.record(
+            "daemon",
+            "DaemonStopped",
+            serde_json::json!({ "pid": std::process::id() }),
+        );
+        if let Err(e) = svc.events.checkpoint() {
+            tracing::error!(error = %e, "could not sign the final checkpoint");
+        }
+        if let Err(e) = svc.kb.persist() {
+            tracing::error!(error = %e, "could not save the knowledge index");
         }
         if let Err(e) = svc.store.flush().await {
             tracing::error!(error = %e, "final flush failed");

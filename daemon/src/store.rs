@@ -8,6 +8,7 @@ use std::path::Path;
 use aura_proto::view::{Alert, AlertCounts, RunId, RunState};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::durability::Committer;
 use crate::run::{AttemptRecord, ControlRecord, Phase, RunRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +24,14 @@ pub enum StoreError {
     Decode { what: &'static str, message: String },
     #[error("cannot encode a {what}: {message}")]
     Encode { what: &'static str, message: String },
+    #[error("{0}")]
+    Durability(String),
 }
 
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    committer: Committer,
     runs: sled::Tree,
     attempts: sled::Tree,
     results: sled::Tree,
@@ -54,6 +58,7 @@ impl Store {
             Err(_) => return Err(open_err("the store's files are damaged".into())),
         };
         Ok(Self {
+            committer: Committer::start(&db),
             runs: db.open_tree("runs")?,
             attempts: db.open_tree("attempts")?,
             results: db.open_tree("results")?,
@@ -67,10 +72,17 @@ impl Store {
         &self.db
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far (in any tree, by anyone) durable, sharing the
+    /// flush with concurrent writers.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.committer
+            .commit()
+            .await
+            .map_err(StoreError::Durability)
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.committer
     }
 
     fn next(&self, counter: &[u8]) -> Result<u64, StoreError> {

@@ -1,8 +1,11 @@
 //! Everything sent after the handshake.
 
+use aura_ledger::{Checkpoint, EventRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::view::{AgentRow, Alert, AlertCounts, AuditDetail, AuditSummary, DaemonStatus, RunId};
+use crate::view::{
+    AgentRow, Alert, AlertCounts, AuditDetail, AuditSummary, DaemonStatus, RunId, Timestamp,
+};
 
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +61,28 @@ pub enum RequestBody {
     },
     /// Re-read targets and policies now (as SIGHUP does). Operator only.
     Reload,
+    /// Event log records from `from` on, at most `limit` (capped by the daemon), with
+    /// their payloads when asked.
+    ReadEvents {
+        from: u64,
+        limit: u32,
+        payloads: bool,
+    },
+    /// Every signed checkpoint of the event log, and the public key that verifies them.
+    EventCheckpoints,
+    /// Knowledge base search.
+    SearchKnowledge(KnowledgeQuery),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeQuery {
+    pub text: String,
+    /// Entries must carry every one of these tags.
+    pub tags: Vec<String>,
+    pub kind: Option<String>,
+    /// Entries whose current (decayed) confidence is below this are left out.
+    pub min_confidence: f32,
+    pub limit: u32,
 }
 
 /// What to audit. Targets are the named ones plus every target carrying one of `tags`;
@@ -106,6 +131,36 @@ pub enum Reply {
     Audits(Vec<AuditSummary>),
     /// The request was carried out; nothing to return.
     Done,
+    Events(Vec<EventEntry>),
+    Checkpoints {
+        checkpoints: Vec<Checkpoint>,
+        /// `aura-ed25519:<hex>`.
+        public_key: String,
+    },
+    Knowledge(Vec<KnowledgeHit>),
+}
+
+/// An event log record and, when asked for, its payload (JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventEntry {
+    pub record: EventRecord,
+    pub payload: Option<String>,
+    /// The payload was removed by retention (not the same as missing or altered).
+    pub purged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeHit {
+    pub id: u64,
+    pub text: String,
+    pub kind: String,
+    pub tags: Vec<String>,
+    pub source: String,
+    /// Confidence after decay.
+    pub confidence: f32,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    pub created: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +169,28 @@ pub struct StatusReport {
     pub agents: Vec<AgentRow>,
     pub audits: Vec<AuditSummary>,
     pub alerts: AlertCounts,
+    pub topics: Vec<TopicRow>,
+    pub breakers: Vec<BreakerRow>,
+}
+
+/// One bus topic's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRow {
+    pub topic: String,
+    pub depth: u64,
+    pub in_flight: u64,
+    pub redeliveries: u64,
+    pub dead_letters: u64,
+    pub expired: u64,
+}
+
+/// One target's circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerRow {
+    pub target: String,
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    pub consecutive_failures: u32,
 }
 
 /// A failed request. `code` is for programs, `message` is a sentence for a human.
@@ -164,6 +241,10 @@ pub enum Subscription {
     Alerts {
         from: Option<u64>,
     },
+    /// The event log from `from` on, then live; `None` sends only new records.
+    Events {
+        from: Option<u64>,
+    },
 }
 
 impl Subscription {
@@ -173,6 +254,7 @@ impl Subscription {
             Subscription::Agents => Topic::Agents,
             Subscription::Audits => Topic::Audits,
             Subscription::Alerts { .. } => Topic::Alerts,
+            Subscription::Events { .. } => Topic::Events,
         }
     }
 }
@@ -183,6 +265,7 @@ pub enum Topic {
     Agents,
     Audits,
     Alerts,
+    Events,
 }
 
 /// Pushed to subscribers.
@@ -211,6 +294,7 @@ pub enum Update {
         missed: u64,
     },
     Alert(Alert),
+    Event(EventRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use aura_ledger::Checkpoint;
 use aura_proto::PROTOCOL_VERSION;
 use aura_proto::codec::encode;
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome};
@@ -161,6 +162,10 @@ fn detail() -> AuditDetail {
     }
 }
 
+fn event() -> aura_ledger::EventRecord {
+    aura_ledger::EventRecord::seal(1, 2, "daemon", "DaemonStarted", "00", aura_ledger::GENESIS)
+}
+
 fn samples() -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     let mut push = |name: &str, bytes: Vec<u8>| out.push((name.to_string(), bytes));
@@ -186,6 +191,20 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         RequestBody::ResumeAudit { run: RunId(5) },
         RequestBody::CancelAudit { run: RunId(5) },
         RequestBody::Reload,
+        RequestBody::ReadEvents {
+            from: 3,
+            limit: 10,
+            payloads: true,
+        },
+        RequestBody::EventCheckpoints,
+        RequestBody::SearchKnowledge(KnowledgeQuery {
+            text: "ignore".into(),
+            tags: vec!["P01".into()],
+            kind: Some("attack".into()),
+            min_confidence: 0.5,
+            limit: 5,
+        }),
+        RequestBody::Subscribe(Subscription::Events { from: None }),
         RequestBody::GetAudit { run: RunId(5) },
         RequestBody::ListAudits { limit: 10 },
     ];
@@ -203,6 +222,19 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             agents: agent_rows(),
             audits: audits(),
             alerts: AlertCounts::default(),
+            topics: vec![TopicRow {
+                topic: "audit".into(),
+                depth: 1,
+                in_flight: 2,
+                redeliveries: 3,
+                dead_letters: 4,
+                expired: 5,
+            }],
+            breakers: vec![BreakerRow {
+                target: "demo".into(),
+                state: "open".into(),
+                consecutive_failures: 5,
+            }],
         })),
         Ok(Reply::Subscribed(Topic::Daemon)),
         Ok(Reply::Unsubscribed(Topic::Agents)),
@@ -210,6 +242,30 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         Ok(Reply::Audit(detail())),
         Ok(Reply::Audits(audits())),
         Ok(Reply::Done),
+        Ok(Reply::Events(vec![EventEntry {
+            record: event(),
+            payload: Some("{}".into()),
+            purged: false,
+        }])),
+        Ok(Reply::Checkpoints {
+            checkpoints: vec![Checkpoint {
+                seq: 1,
+                hash: "ab".into(),
+                time: 5,
+                signature: "cd".into(),
+            }],
+            public_key: "aura-ed25519:00".into(),
+        }),
+        Ok(Reply::Knowledge(vec![KnowledgeHit {
+            id: 1,
+            text: "t".into(),
+            kind: "attack".into(),
+            tags: vec!["x".into()],
+            source: "run-1".into(),
+            confidence: 0.5,
+            score: 0.9,
+            created: ts(),
+        }])),
     ];
     let codes = [
         ErrorCode::BadRequest,

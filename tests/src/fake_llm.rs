@@ -2,8 +2,11 @@
 //! endpoint. Hand-rolled so a script can also hang, reset the connection, or send bytes
 //! no well-behaved server would.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,6 +18,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// When the server had read the whole request (its own clock).
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -59,6 +64,15 @@ pub enum Action {
     Hang,
     /// Close the connection with a TCP reset.
     Reset,
+    /// Wait, then do the inner action.
+    Delay(Duration, Box<Action>),
+    /// A 200 with chunked JSON headers, then one byte every `every`, forever (until the
+    /// client goes away).
+    Trickle { every: Duration },
+    /// A 200 whose body is `total` bytes of filler, written in 64 KiB chunks as the
+    /// client reads them (never held in memory). With `declare`, the Content-Length is
+    /// sent; without, the body is chunked.
+    Flood { total: u64, declare: bool },
 }
 
 impl Action {
@@ -71,6 +85,38 @@ impl Action {
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         });
         Self::status(200, body.to_string())
+    }
+
+    /// An Anthropic Messages API answer whose text is `text`.
+    pub fn anthropic(text: &str) -> Self {
+        let body = serde_json::json!({
+            "id": "msg_test",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-test",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 5}
+        });
+        Self::status(200, body.to_string())
+    }
+
+    /// A 200 with a JSON body.
+    pub fn json(body: serde_json::Value) -> Self {
+        Self::status(200, body.to_string())
+    }
+
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        if let Action::Reply { headers, .. } = &mut self {
+            headers.push((name.into(), value.into()));
+        }
+        self
+    }
+
+    /// `self`, after `wait`.
+    pub fn delayed(self, wait: Duration) -> Self {
+        Action::Delay(wait, Box::new(self))
     }
 
     pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Self {
@@ -116,6 +162,11 @@ impl FakeLlm {
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// How many requests the server has read so far.
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
 }
 
 impl Drop for FakeLlm {
@@ -131,7 +182,19 @@ async fn serve(mut stream: TcpStream, script: Arc<Script>, requests: Arc<Mutex<V
             return;
         };
         requests.lock().unwrap().push(req.clone());
-        match script(&req) {
+        if !respond(&mut stream, script(&req)).await {
+            return;
+        }
+    }
+}
+
+/// Carries out one action; `false` when the connection is finished.
+fn respond<'a>(
+    stream: &'a mut TcpStream,
+    action: Action,
+) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+    Box::pin(async move {
+        match action {
             Action::Reply {
                 status,
                 headers,
@@ -142,21 +205,63 @@ async fn serve(mut stream: TcpStream, script: Arc<Script>, requests: Arc<Mutex<V
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-                if stream.write_all(head.as_bytes()).await.is_err()
-                    || stream.write_all(&body).await.is_err()
-                {
-                    return;
-                }
+                stream.write_all(head.as_bytes()).await.is_ok()
+                    && stream.write_all(&body).await.is_ok()
             }
-            Action::Hang => {
-                std::future::pending::<()>().await;
-            }
+            Action::Hang => std::future::pending().await,
             Action::Reset => {
                 let _ = stream.set_zero_linger();
-                return;
+                false
+            }
+            Action::Delay(wait, then) => {
+                tokio::time::sleep(wait).await;
+                respond(stream, *then).await
+            }
+            Action::Trickle { every } => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return false;
+                }
+                loop {
+                    tokio::time::sleep(every).await;
+                    if stream.write_all(b"1\r\n \r\n").await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            Action::Flood { total, declare } => {
+                let framing = if declare {
+                    format!("Content-Length: {total}")
+                } else {
+                    "Transfer-Encoding: chunked".to_string()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return false;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    let ok = if declare {
+                        stream.write_all(&chunk[..n]).await.is_ok()
+                    } else {
+                        let framed = format!("{n:x}\r\n");
+                        stream.write_all(framed.as_bytes()).await.is_ok()
+                            && stream.write_all(&chunk[..n]).await.is_ok()
+                            && stream.write_all(b"\r\n").await.is_ok()
+                    };
+                    if !ok {
+                        return false;
+                    }
+                    left -= n as u64;
+                }
+                declare || stream.write_all(b"0\r\n\r\n").await.is_ok()
             }
         }
-    }
+    })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -212,5 +317,6 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Recor
         path,
         headers,
         body,
+        at: Instant::now(),
     })
 }

@@ -2,6 +2,7 @@
 //! HTTP server on 127.0.0.1 standing in for a model endpoint, and waiting for conditions
 //! with a timeout (never a sleep).
 
+pub mod audit;
 pub mod fake_llm;
 
 use std::future::Future;

@@ -36,9 +36,76 @@ pub enum Command {
     /// Policy files: validation without a daemon.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The tamper-evident event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The knowledge base.
+    #[command(subcommand)]
+    Kb(KbCommand),
     /// Start a local daemon with the bundled config (./config, ./policies, the demo
     /// target) and open the console; stop the daemon when the console closes.
     Up(commands::up::UpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The latest records; with --follow, keep printing new ones.
+    Tail {
+        /// Start at this record (default: the last --count).
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        count: u64,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every record with its payload, and every checkpoint, as JSON Lines.
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Recompute the hash chain and check the checkpoint signatures. Exit 1 names the
+    /// first bad record.
+    Verify {
+        /// Verify this export offline instead of asking the daemon.
+        #[arg(long)]
+        from_export: Option<PathBuf>,
+        /// The daemon's public key (from `aura events pubkey`).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Print the public key that verifies the checkpoints.
+    Pubkey,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Search by meaning.
+    Search {
+        text: String,
+        /// Only entries with this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only entries of this kind (attack, finding, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 0.0)]
+        min_confidence: f32,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +235,41 @@ pub async fn execute(cli: Cli) -> ExitCode {
                     .await
             }
             Some(Command::Up(args)) => commands::up::run(args, cli.socket).await,
+            Some(Command::Events(EventsCommand::Tail {
+                from,
+                count,
+                follow,
+                json,
+            })) => commands::events::tail(&socket, from, count, follow, json).await,
+            Some(Command::Events(EventsCommand::Export {
+                format: ExportFormat::Jsonl,
+                output,
+            })) => commands::events::export(&socket, output.as_deref()).await,
+            Some(Command::Events(EventsCommand::Verify {
+                from_export,
+                pubkey,
+            })) => {
+                commands::events::verify_cmd(&socket, from_export.as_deref(), pubkey.as_deref())
+                    .await
+            }
+            Some(Command::Events(EventsCommand::Pubkey)) => commands::events::pubkey(&socket).await,
+            Some(Command::Kb(KbCommand::Search {
+                text,
+                tags,
+                kind,
+                min_confidence,
+                limit,
+                json,
+            })) => {
+                let q = aura_proto::wire::KnowledgeQuery {
+                    text,
+                    tags,
+                    kind,
+                    min_confidence,
+                    limit,
+                };
+                commands::kb::search(&socket, q, json).await
+            }
             Some(Command::Policy(PolicyCommand::Validate { path, targets })) => {
                 commands::policy::validate(path.as_deref(), targets.as_deref())
             }

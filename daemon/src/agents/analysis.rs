@@ -87,6 +87,23 @@ impl Agent for AnalysisAgent {
                 counts.add(r.verdict);
             }
             svc.store.put_results(run, &results)?;
+            for r in &results {
+                svc.record(
+                    "analysis",
+                    "VerdictRecorded",
+                    serde_json::json!({
+                        "run": run,
+                        "control": r.control,
+                        "target": r.target,
+                        "verdict": r.verdict,
+                        "underlying": r.underlying,
+                        "attempts": r.attempts,
+                        "rate": r.rate,
+                        "threshold": r.threshold,
+                        "detail": r.detail,
+                    }),
+                );
+            }
             record = svc
                 .store
                 .update_run(run, |r| {

@@ -1,18 +1,50 @@
-//! The Monitor agent: watches the daemon itself. Here it checks the other agents'
-//! heartbeats and the bus queue depths on every tick; host health and transcript
-//! monitoring build on this.
+//! The Monitor agent: watches the daemon itself on every tick: bus queue depths, storage
+//! write failures (a full or read-only disk), waivers that expired, and it saves the
+//! knowledge index now and then. Problems become alerts; the daemon keeps running.
 
-use aura_proto::view::AgentKind;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aura_proto::view::{AgentKind, Severity, Timestamp};
 
 use super::messages::NoMessages;
 use super::{Agent, AgentError, topic};
+use crate::aggregator::AlertDraft;
 use crate::bus::Envelope;
 use crate::services::Services;
 
-pub struct MonitorAgent;
+#[derive(Default)]
+pub struct MonitorAgent {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The storage error last alerted on, so one failure is one alert.
+    storage_error: Option<String>,
+    /// Waivers already alerted as expired (file and control), this process.
+    expired: BTreeSet<String>,
+    last_persist: Option<Instant>,
+}
 
 /// A queue deeper than this makes the monitor report itself degraded.
 const DEEP_QUEUE: u64 = 10_000;
+const PERSIST_EVERY: Duration = Duration::from_secs(600);
+
+fn alert(svc: &Services, severity: Severity, title: String, detail: String) {
+    if let Err(e) = svc.view.raise(AlertDraft {
+        severity,
+        source: AgentKind::Monitor,
+        title,
+        detail,
+        run: None,
+        control: None,
+        target: None,
+    }) {
+        tracing::error!(error = %e, "could not raise an alert");
+    }
+}
 
 impl Agent for MonitorAgent {
     type Msg = NoMessages;
@@ -28,6 +60,69 @@ impl Agent for MonitorAgent {
     }
 
     async fn tick(&self, svc: &Services) -> Result<(), AgentError> {
+        // Storage: a flush that failed (disk full, read-only) is alerted once.
+        let storage = svc.store.committer().last_error();
+        let new_storage_error = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = storage != st.storage_error;
+            st.storage_error = storage.clone();
+            changed.then_some(storage.clone()).flatten()
+        };
+        if let Some(e) = new_storage_error {
+            alert(
+                svc,
+                Severity::Critical,
+                "storage cannot write to disk".into(),
+                format!(
+                    "{e}. Audit results are not being saved until this is fixed (free disk space, check permissions)."
+                ),
+            );
+        }
+        // Waivers that expired stop applying; say so once.
+        let now = Timestamp::now();
+        let policies = svc.catalog.policies();
+        for w in policies.waivers.iter().filter(|w| w.expired(now)) {
+            let key = format!("{}|{}", w.file.display(), w.control.value);
+            let first = self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .expired
+                .insert(key);
+            if first {
+                alert(
+                    svc,
+                    Severity::Medium,
+                    format!("waiver for {} expired", w.control.value),
+                    format!(
+                        "{} (approved by {}) expired on {}; the control's results count again. Renew or remove it.",
+                        w.file.display(),
+                        w.approver,
+                        crate::format_date(w.expires)
+                    ),
+                );
+                svc.record(
+                    "monitor",
+                    "WaiverExpired",
+                    serde_json::json!({ "control": w.control.value, "file": w.file }),
+                );
+            }
+        }
+        // The knowledge index, saved now and then (and at shutdown).
+        let due = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let due = st.last_persist.is_none_or(|t| t.elapsed() >= PERSIST_EVERY);
+            if due {
+                st.last_persist = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let kb = svc.kb.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || kb.persist()).await {
+                tracing::warn!(error = %e, "could not save the knowledge index");
+            }
+        }
         let deep: Vec<String> = AgentKind::ALL
             .iter()
             .filter_map(|k| {
@@ -35,6 +130,9 @@ impl Agent for MonitorAgent {
                 (depth > DEEP_QUEUE).then(|| format!("{k}: {depth}"))
             })
             .collect();
+        if let Some(e) = storage {
+            return Err(AgentError::Failed(format!("storage: {e}")));
+        }
         if deep.is_empty() {
             Ok(())
         } else {

@@ -106,6 +106,12 @@ impl Agent for OrchestratorAgent {
                     return Ok(());
                 };
                 svc.view.audit(r.summary());
+                svc.record(
+                    "orchestrator",
+                    "AuditCompleted",
+                    serde_json::json!({ "run": run, "state": r.state.label(), "controls": r.controls, "report": r.report_dir }),
+                );
+                svc.store.flush().await?;
                 svc.runs.forget(run);
                 tracing::info!(
                     run = %run,
@@ -337,6 +343,19 @@ pub async fn start_audit(
         alerted: Default::default(),
     };
     svc.store.put_run(&record).map_err(internal)?;
+    svc.record(
+        "orchestrator",
+        "AuditStarted",
+        serde_json::json!({
+            "run": id,
+            "targets": record.targets,
+            "policy": record.selection.policy,
+            "controls": record.selection.controls,
+            "seed": record.seed,
+            "no_cache": record.no_cache,
+            "requested_by": record.requested_by,
+        }),
+    );
     svc.view.audit(record.summary());
     send(
         &*svc.bus,
@@ -383,6 +402,16 @@ pub async fn control_run(svc: &Services, run: RunId, signal: Signal) -> Result<(
         .map_err(internal)?
         .unwrap_or(record.clone());
     svc.view.audit(updated.summary());
+    svc.record(
+        "orchestrator",
+        match signal {
+            Signal::Pause => "AuditPaused",
+            Signal::Run => "AuditResumed",
+            Signal::Cancel => "AuditCancelled",
+        },
+        serde_json::json!({ "run": run }),
+    );
+    svc.store.flush().await.map_err(internal)?;
     svc.runs.send(run, signal);
     tracing::info!(run = %run, state = updated.state.label(), "audit run state changed on request");
     // A resumed run that was waiting between steps continues from its phase.

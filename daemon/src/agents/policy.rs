@@ -32,7 +32,8 @@ impl Agent for PolicyAgent {
         let (svc2, reason2) = (svc.clone(), reason.clone());
         // Reading and validating files is blocking work.
         let result = tokio::task::spawn_blocking(move || {
-            svc2.catalog.reload(&svc2.config, &svc2.view, &reason2)
+            svc2.catalog
+                .reload(&svc2.config, &svc2.view, &*svc2.events, &reason2)
         })
         .await
         .map_err(|e| AgentError::Failed(format!("reload task failed: {e}")))?;

@@ -38,6 +38,11 @@ impl Agent for RemediationAgent {
                 .and_then(|p| p.remediation.as_deref())
                 .unwrap_or("no remediation suggested by the policy");
             tracing::info!(run = %run, control = %result.control, %suggestion, "remediation suggested");
+            svc.record(
+                "remediation",
+                "RemediationSuggested",
+                serde_json::json!({ "run": run, "control": result.control, "target": result.target, "suggestion": suggestion }),
+            );
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aura_proto::view::Timestamp;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub use sled_bus::{BusConfig, SledBus};
+pub use sled_bus::{BusConfig, DeadLetter, SledBus, queue};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -121,6 +121,10 @@ pub enum BusError {
     Payload { topic: String, message: String },
     #[error("the bus is shut down")]
     Closed,
+    #[error("topic {topic} is full ({depth} messages waiting); its consumer is not keeping up")]
+    Full { topic: String, depth: u64 },
+    #[error("the bus could not make a message durable: {0}")]
+    Durability(String),
 }
 
 pub trait Bus: Send + Sync + 'static {

@@ -1,10 +1,14 @@
 //! [`Bus`] on sled.
 //!
-//! Layout: tree `bus.messages` keyed `topic-len(1) topic priority-rank(1) id(8, BE)`, so a
-//! prefix scan of a topic yields high priority first and, within a priority, publish
-//! order. Dead letters and expired messages move to `bus.dead` with the reason. Which
-//! messages are in flight is kept in memory only: after a crash every unacked message is
-//! deliverable again, which is exactly at-least-once.
+//! Layout: tree `bus.messages` keyed `queue-len(1) queue priority-rank(1) id(8, BE)`,
+//! where a queue is a topic (its default consumer group) or `topic/group` for each
+//! consumer group registered on the topic; a publish puts one copy in each. A prefix scan
+//! of a queue yields high priority first and, within a priority, publish order. Acked
+//! messages are deleted, so the store stays bounded. Dead letters and expired messages
+//! move to `bus.dead` with the reason. Which messages are in flight is kept in memory
+//! only: after a crash every unacked message is deliverable again, which is exactly
+//! at-least-once. A publish returns after a (shared) flush, so it is durable; a queue
+//! at its maximum depth makes publishers wait, then fail, never drop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{BoxFuture, Bus, BusError, Delivery, Envelope, Meta, TopicStats};
+use crate::durability::Committer;
 
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -22,6 +27,10 @@ pub struct BusConfig {
     pub visibility_timeout: Duration,
     /// Deliveries after which a failing message goes to the dead letters.
     pub max_deliveries: u32,
+    /// Messages waiting in a queue before publishers wait.
+    pub max_depth: u64,
+    /// How long a publisher waits for room before it gets [`BusError::Full`].
+    pub publish_timeout: Duration,
 }
 
 impl Default for BusConfig {
@@ -29,6 +38,19 @@ impl Default for BusConfig {
         Self {
             visibility_timeout: Duration::from_secs(300),
             max_deliveries: 5,
+            max_depth: 100_000,
+            publish_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl From<&crate::config::BusSection> for BusConfig {
+    fn from(c: &crate::config::BusSection) -> Self {
+        Self {
+            visibility_timeout: c.visibility_timeout,
+            max_deliveries: c.max_deliveries,
+            max_depth: c.max_depth,
+            publish_timeout: c.publish_timeout,
         }
     }
 }
@@ -43,7 +65,10 @@ pub struct DeadLetter {
 
 #[derive(Default)]
 struct TopicState {
+    /// Wakes receivers when a message arrives or becomes visible again.
     notify: Arc<Notify>,
+    /// Wakes publishers waiting for room.
+    room: Arc<Notify>,
     in_flight: HashMap<Vec<u8>, Instant>,
     stats: TopicStats,
 }
@@ -52,8 +77,15 @@ pub struct SledBus {
     db: sled::Db,
     messages: sled::Tree,
     dead: sled::Tree,
+    groups: sled::Tree,
+    committer: Committer,
     config: BusConfig,
     topics: Mutex<HashMap<String, TopicState>>,
+}
+
+/// The queue a consumer group of a topic reads.
+pub fn queue(topic: &str, group: &str) -> String {
+    format!("{topic}/{group}")
 }
 
 fn prefix(topic: &str) -> Vec<u8> {
@@ -65,11 +97,13 @@ fn prefix(topic: &str) -> Vec<u8> {
 }
 
 impl SledBus {
-    pub fn open(db: &sled::Db, config: BusConfig) -> Result<Self, BusError> {
+    pub fn open(db: &sled::Db, config: BusConfig, committer: Committer) -> Result<Self, BusError> {
         let bus = Self {
             messages: db.open_tree("bus.messages")?,
             dead: db.open_tree("bus.dead")?,
+            groups: db.open_tree("bus.groups")?,
             db: db.clone(),
+            committer,
             config,
             topics: Mutex::new(HashMap::new()),
         };
@@ -202,12 +236,63 @@ impl SledBus {
         }
     }
 
+    /// Registers a consumer group: from now on each message published to `topic` is also
+    /// queued for it, read with `receive(&queue(topic, group))`. Registered groups persist.
+    pub fn add_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
+        self.groups
+            .insert(queue(topic, group).as_bytes(), topic.as_bytes())?;
+        Ok(())
+    }
+
+    /// The queues a publish to `topic` fills: its registered groups, or the topic itself.
+    fn queues(&self, topic: &str) -> Result<Vec<String>, BusError> {
+        let mut out = Vec::new();
+        for item in self.groups.scan_prefix(format!("{topic}/").as_bytes()) {
+            let (k, v) = item?;
+            if v.as_ref() == topic.as_bytes() {
+                out.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        if out.is_empty() {
+            out.push(topic.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Waits until `queue` has room; errors after the publish timeout.
+    async fn wait_for_room(&self, queue: &str) -> Result<(), BusError> {
+        let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
+        loop {
+            let (depth, room) = self.with_topic(queue, |t| (t.stats.depth, t.room.clone()));
+            if depth < self.config.max_depth {
+                return Ok(());
+            }
+            let wait = room.notified();
+            tokio::pin!(wait);
+            wait.as_mut().enable();
+            // Re-check after registering, so an ack in between is not missed.
+            if self.with_topic(queue, |t| t.stats.depth) < self.config.max_depth {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                return Err(BusError::Full {
+                    topic: queue.to_string(),
+                    depth,
+                });
+            }
+        }
+    }
+
     async fn publish_inner(
         &self,
         topic: &str,
         payload: String,
         meta: Meta,
     ) -> Result<u64, BusError> {
+        let queues = self.queues(topic)?;
+        for q in &queues {
+            self.wait_for_room(q).await?;
+        }
         let id = self.db.generate_id()?;
         let now = Timestamp::now();
         let env = Envelope {
@@ -224,20 +309,29 @@ impl SledBus {
             last_error: None,
             payload,
         };
-        let mut key = prefix(topic);
-        key.push(meta.priority.rank());
-        key.extend_from_slice(&id.to_be_bytes());
-        let bytes = serde_json::to_vec(&env).map_err(|e| BusError::Payload {
-            topic: topic.into(),
-            message: e.to_string(),
-        })?;
-        self.messages.insert(key, bytes)?;
-        self.db.flush_async().await?;
-        let notify = self.with_topic(topic, |t| {
-            t.stats.depth += 1;
-            t.notify.clone()
-        });
-        notify.notify_waiters();
+        for q in &queues {
+            let mut env = env.clone();
+            env.topic = q.clone();
+            let mut key = prefix(q);
+            key.push(meta.priority.rank());
+            key.extend_from_slice(&id.to_be_bytes());
+            let bytes = serde_json::to_vec(&env).map_err(|e| BusError::Payload {
+                topic: topic.into(),
+                message: e.to_string(),
+            })?;
+            self.messages.insert(key, bytes)?;
+        }
+        self.committer
+            .commit()
+            .await
+            .map_err(BusError::Durability)?;
+        for q in &queues {
+            let notify = self.with_topic(q, |t| {
+                t.stats.depth += 1;
+                t.notify.clone()
+            });
+            notify.notify_waiters();
+        }
         Ok(id)
     }
 }
@@ -258,11 +352,13 @@ impl Bus for SledBus {
 
     fn ack(&self, d: &Delivery) -> Result<(), BusError> {
         self.messages.remove(&d.key)?;
-        self.with_topic(&d.envelope.topic, |t| {
+        let room = self.with_topic(&d.envelope.topic, |t| {
             if t.in_flight.remove(&d.key).is_some() {
                 t.stats.depth = t.stats.depth.saturating_sub(1);
             }
+            t.room.clone()
         });
+        room.notify_waiters();
         Ok(())
     }
 
@@ -326,7 +422,8 @@ mod tests {
     fn bus(config: BusConfig) -> (tempfile::TempDir, SledBus) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        (dir, SledBus::open(&db, config).unwrap())
+        let c = Committer::start(&db);
+        (dir, SledBus::open(&db, config, c).unwrap())
     }
 
     async fn next(bus: &SledBus, topic: &str) -> Delivery {
@@ -365,7 +462,7 @@ mod tests {
     async fn unacked_message_is_redelivered_after_the_visibility_timeout() {
         let (_d, bus) = bus(BusConfig {
             visibility_timeout: Duration::from_millis(50),
-            max_deliveries: 5,
+            ..BusConfig::default()
         });
         publish(&bus, "t", &"x", Meta::correlated("run-1"))
             .await
@@ -383,6 +480,7 @@ mod tests {
         let (_d, bus) = bus(BusConfig {
             visibility_timeout: Duration::from_secs(60),
             max_deliveries: 3,
+            ..BusConfig::default()
         });
         publish(&bus, "t", &"poison", Meta::default())
             .await
@@ -400,6 +498,52 @@ mod tests {
         );
         assert_eq!(bus.stats("t").dead_letters, 1);
         assert_eq!(bus.stats("t").depth, 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_makes_publishers_wait_then_fail_never_drop() {
+        let (_d, bus) = bus(BusConfig {
+            max_depth: 3,
+            publish_timeout: Duration::from_millis(200),
+            ..BusConfig::default()
+        });
+        let bus = std::sync::Arc::new(bus);
+        for i in 0..3 {
+            publish(&*bus, "t", &i, Meta::default()).await.unwrap();
+        }
+        // Full: the next publish waits; consuming one lets it through.
+        let b2 = bus.clone();
+        let waiting = tokio::spawn(async move { publish(&*b2, "t", &3, Meta::default()).await });
+        let d = next(&bus, "t").await;
+        bus.ack(&d).unwrap();
+        waiting.await.unwrap().unwrap();
+        // With nobody consuming, the publisher gets an error, and nothing was dropped.
+        let err = publish(&*bus, "t", &4, Meta::default()).await.unwrap_err();
+        assert!(matches!(err, BusError::Full { .. }), "{err}");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let d = next(&bus, "t").await;
+            got.push(d.envelope.decode::<i32>().unwrap());
+            bus.ack(&d).unwrap();
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn every_consumer_group_gets_its_own_copy() {
+        let (_d, bus) = bus(BusConfig::default());
+        bus.add_group("events", "report").unwrap();
+        bus.add_group("events", "learning").unwrap();
+        publish(&bus, "events", &"e1", Meta::correlated("c"))
+            .await
+            .unwrap();
+        for g in ["report", "learning"] {
+            let d = next(&bus, &queue("events", g)).await;
+            assert_eq!(d.envelope.decode::<String>().unwrap(), "e1");
+            assert_eq!(d.envelope.correlation_id.as_deref(), Some("c"));
+            bus.ack(&d).unwrap();
+        }
+        assert_eq!(bus.stats(&queue("events", "report")).depth, 0);
     }
 
     #[tokio::test]

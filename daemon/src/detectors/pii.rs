@@ -102,9 +102,19 @@ pub fn scan(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
         }
     }
     if want(PiiKind::Phone) {
+        // Longer numbers a phone-shaped run can sit inside: a digit run longer than any
+        // phone number (E.164 allows 15 digits), e.g. a card number that fails Luhn, or
+        // an IBAN-shaped string that fails its checksum. Such a run is not a phone.
+        let longer: Vec<(usize, usize)> = CARD
+            .find_iter(text)
+            .filter(|m| m.as_str().chars().filter(char::is_ascii_digit).count() > 15)
+            .chain(IBAN.find_iter(text))
+            .map(|m| (m.start(), m.end()))
+            .collect();
         for m in PHONE.find_iter(text) {
             let digits = m.as_str().chars().filter(char::is_ascii_digit).count();
-            let is_card_like = out.iter().any(|f| f.text.contains(m.as_str()));
+            let is_card_like = out.iter().any(|f| f.text.contains(m.as_str()))
+                || longer.iter().any(|(s, e)| m.start() >= *s && m.end() <= *e);
             if (8..=15).contains(&digits) && !is_card_like {
                 out.push(Found {
                     kind: PiiKind::Phone,

@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::evidence::Payload;
+use crate::provider::BreakerState;
 use aura_proto::codec::{CodecError, FramedConn};
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome, version_mismatch_message};
 use aura_proto::view::{Alert, Role};
@@ -12,6 +14,7 @@ use aura_proto::wire::{
     ApiError, ClientFrame, ErrorCode, Reply, RequestBody, Response, ServerFrame, Subscription,
     Topic, Update,
 };
+use aura_proto::wire::{BreakerRow, EventEntry, KnowledgeHit, TopicRow};
 use aura_proto::{MAGIC, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use tokio::io::AsyncReadExt;
@@ -119,8 +122,23 @@ struct Session {
 }
 
 impl Session {
+    fn actor(&self) -> String {
+        match self.peer.uid {
+            Some(uid) => format!("{}:uid={uid}", self.role),
+            None => format!("{}:uid=unknown", self.role),
+        }
+    }
+
+    /// Records the request in the event log (who, with what role) and refuses it unless
+    /// the connection is an operator's.
     fn require_operator(&self, what: &str) -> Result<(), ApiError> {
-        if self.role == Role::Operator {
+        let allowed = self.role == Role::Operator;
+        self.svc.record(
+            &self.actor(),
+            if allowed { "OperatorRequested" } else { "RequestRefused" },
+            serde_json::json!({ "request": what, "uid": self.peer.uid, "pid": self.peer.pid, "role": self.role.to_string() }),
+        );
+        if allowed {
             return Ok(());
         }
         Err(ApiError::new(
@@ -174,16 +192,117 @@ impl Session {
         let internal =
             |e: crate::store::StoreError| ApiError::new(ErrorCode::Internal, e.to_string());
         match body {
-            RequestBody::Status => svc
-                .view
-                .status()
-                .await
-                .map(Reply::Status)
-                .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the daemon is stopping")),
+            RequestBody::Status => {
+                let mut report = svc.view.status().await.ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unavailable, "the daemon is stopping")
+                })?;
+                report.topics = AgentKind::ALL
+                    .iter()
+                    .map(|k| {
+                        let s = svc.bus.stats(k.name());
+                        TopicRow {
+                            topic: k.name().to_string(),
+                            depth: s.depth,
+                            in_flight: s.in_flight,
+                            redeliveries: s.redeliveries,
+                            dead_letters: s.dead_letters,
+                            expired: s.expired,
+                        }
+                    })
+                    .collect();
+                report.breakers = svc
+                    .catalog
+                    .targets()
+                    .entries()
+                    .filter_map(|e| {
+                        let p = e.provider.as_ref().ok()?;
+                        Some(BreakerRow {
+                            target: e.spec.name().to_string(),
+                            state: match p.breaker().state() {
+                                BreakerState::Closed => "closed",
+                                BreakerState::Open => "open",
+                                BreakerState::HalfOpen => "half-open",
+                            }
+                            .to_string(),
+                            consecutive_failures: p.breaker().consecutive_failures(),
+                        })
+                    })
+                    .collect();
+                Ok(Reply::Status(report))
+            }
+            RequestBody::ReadEvents {
+                from,
+                limit,
+                payloads,
+            } => {
+                let records = svc
+                    .events
+                    .read(from, limit.clamp(1, 10_000) as usize)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                Ok(Reply::Events(
+                    records
+                        .into_iter()
+                        .map(|record| {
+                            let (payload, purged) = if payloads {
+                                match svc.events.payload(&record) {
+                                    Payload::Present(b) => {
+                                        (Some(String::from_utf8_lossy(&b).into_owned()), false)
+                                    }
+                                    Payload::Purged => (None, true),
+                                    _ => (None, false),
+                                }
+                            } else {
+                                (None, false)
+                            };
+                            EventEntry {
+                                record,
+                                payload,
+                                purged,
+                            }
+                        })
+                        .collect(),
+                ))
+            }
+            RequestBody::EventCheckpoints => Ok(Reply::Checkpoints {
+                checkpoints: svc
+                    .events
+                    .checkpoints()
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+                public_key: aura_ledger::format_public_key(&svc.events.public_key()),
+            }),
+            RequestBody::SearchKnowledge(q) => {
+                let query = crate::kb::Query {
+                    text: q.text,
+                    tags: q.tags,
+                    kind: q.kind,
+                    min_confidence: q.min_confidence,
+                    limit: q.limit.max(1) as usize,
+                };
+                let hits = svc
+                    .kb
+                    .search(&query)
+                    .await
+                    .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+                Ok(Reply::Knowledge(
+                    hits.into_iter()
+                        .map(|h| KnowledgeHit {
+                            id: h.entry.id,
+                            text: h.entry.text,
+                            kind: h.entry.kind,
+                            tags: h.entry.tags,
+                            source: h.entry.source,
+                            confidence: h.confidence,
+                            score: h.score,
+                            created: h.entry.created,
+                        })
+                        .collect(),
+                ))
+            }
             RequestBody::Subscribe(sub) => {
                 let topic = sub.topic();
                 let feed = match sub {
                     Subscription::Alerts { from } => alert_feed(svc.clone(), from),
+                    Subscription::Events { from } => event_feed(svc.clone(), from),
                     _ => state_feed(svc.clone(), topic),
                 };
                 // Replaces an earlier subscription to the same topic.
@@ -253,6 +372,57 @@ impl Session {
             }
         }
     }
+}
+
+struct EventFeed {
+    svc: Services,
+    live: broadcast::Receiver<aura_ledger::EventRecord>,
+    next: u64,
+    replaying: bool,
+    batch: VecDeque<aura_ledger::EventRecord>,
+}
+
+/// Replays the event log from a cursor, then follows it; a gap or a lag is filled from
+/// the store, so a subscriber sees every record, in order.
+fn event_feed(svc: Services, from: Option<u64>) -> Feed {
+    let live = svc.events.subscribe();
+    let next = from.unwrap_or_else(|| svc.events.last_seq() + 1).max(1);
+    let state = EventFeed {
+        svc,
+        live,
+        next,
+        replaying: true,
+        batch: VecDeque::new(),
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(r) = st.batch.pop_front() {
+                if r.seq < st.next {
+                    continue;
+                }
+                st.next = r.seq + 1;
+                return Some((ServerFrame::Update(Update::Event(r)), st));
+            }
+            if st.replaying {
+                match st.svc.events.read(st.next, 512) {
+                    Ok(b) if b.is_empty() => st.replaying = false,
+                    Ok(b) => st.batch.extend(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the event log");
+                        return None;
+                    }
+                }
+                continue;
+            }
+            match st.live.recv().await {
+                Ok(r) if r.seq < st.next => {}
+                Ok(r) if r.seq == st.next => st.batch.push_back(r),
+                // A gap: read what is missing from the store.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => st.replaying = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }))
 }
 
 enum StateFeed {

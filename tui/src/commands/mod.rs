@@ -1,6 +1,8 @@
 //! The scripting subcommands.
 
 pub mod audit;
+pub mod events;
+pub mod kb;
 pub mod policy;
 pub mod status;
 pub mod up;

@@ -100,6 +100,30 @@ pub fn render(r: &StatusReport, now: Timestamp) -> String {
             let _ = writeln!(s, "              {}", agent_state(&a.state));
         }
     }
+    if !r.breakers.is_empty() {
+        let _ = writeln!(s, "\n{:<24} {:<10} {:>8}", "TARGET", "BREAKER", "FAILURES");
+        for b in &r.breakers {
+            let _ = writeln!(
+                s,
+                "{:<24} {:<10} {:>8}",
+                b.target, b.state, b.consecutive_failures
+            );
+        }
+    }
+    if !r.topics.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n{:<13} {:>6} {:>9} {:>12} {:>12} {:>8}",
+            "BUS TOPIC", "DEPTH", "IN FLIGHT", "REDELIVERED", "DEAD LETTERS", "EXPIRED"
+        );
+        for t in &r.topics {
+            let _ = writeln!(
+                s,
+                "{:<13} {:>6} {:>9} {:>12} {:>12} {:>8}",
+                t.topic, t.depth, t.in_flight, t.redeliveries, t.dead_letters, t.expired
+            );
+        }
+    }
     if !r.audits.is_empty() {
         let _ = writeln!(s, "\nAUDITS");
         for a in r.audits.iter().take(10) {

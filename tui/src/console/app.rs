@@ -250,6 +250,7 @@ impl App {
                 self.seqs.remove(&topic);
                 vec![]
             }
+            Update::Event(_) => vec![],
             Update::Alert(a) => {
                 if self.alerts.back().is_none_or(|last| a.seq > last.seq) {
                     self.alerts.push_back(a);

@@ -135,6 +135,8 @@ async fn serve(
                         Topic::Agents => Subscription::Agents,
                         Topic::Audits => Subscription::Audits,
                         Topic::Alerts => Subscription::Alerts { from: Some(*next_alert) },
+                        // The console does not follow the event log.
+                        Topic::Events => continue,
                     };
                     let c = client.clone();
                     tokio::spawn(async move { let _ = c.request(RequestBody::Subscribe(sub)).await; });
