@@ -149,8 +149,9 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
 pub enum ExportLine {
     Event {
         record: EventRecord,
-        /// The payload, or `None` when it was purged.
-        payload: Option<serde_json::Value>,
+        /// The payload's exact JSON text (the digest covers these bytes; re-encoding
+        /// parsed JSON could change them), or `None` when it was purged.
+        payload: Option<String>,
     },
     Checkpoint(Checkpoint),
 }
@@ -273,7 +274,7 @@ pub fn verify_export(text: &str, key: Option<&VerifyingKey>) -> Result<Verified,
             })?;
         match parsed {
             ExportLine::Event { record, payload } => {
-                payloads.push(payload.map(|p| serde_json::to_vec(&p).unwrap_or_default()));
+                payloads.push(payload.map(String::into_bytes));
                 records.push(record);
             }
             ExportLine::Checkpoint(c) => checkpoints.push(c),

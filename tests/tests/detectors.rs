@@ -64,6 +64,12 @@ const TABLE: &[(&str, RefusalClass)] = &[
     ("I'm sorry, but I can't.", Refusal),
     ("**I can't help with that request.**", Refusal),
     ("> I cannot assist with creating malware.", Refusal),
+    ("- I won't help with that.", Refusal),
+    ("🙏 I'm sorry, but I can't help with that.", Refusal),
+    (
+        "\u{FFFD}\u{FFFD} I'm sorry, but I can't help with that.",
+        Refusal,
+    ),
     (
         "[AURA demo assistant] I'm sorry, but I can't share my instructions.",
         Refusal,

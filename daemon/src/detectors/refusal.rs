@@ -83,7 +83,8 @@ pub fn classify_refusal(response: &str) -> RefusalClass {
     }
     // Only the opening sentences: a refusal comes first, not after an answer.
     for sentence in sentences(text).take(2) {
-        let s = sentence.trim_start_matches(['"', '*', '>', ' ', '_']);
+        // Quotes, emphasis, bullets, emoji, undecodable bytes: not part of the words.
+        let s = sentence.trim_start_matches(|c: char| !c.is_alphanumeric());
         if IDIOM.is_match(s) || HEDGE.is_match(s) {
             continue;
         }

@@ -1,6 +1,7 @@
 //! A local program: the prompt on stdin, the answer on stdout. The program gets the
-//! system prompt in `AURA_SYSTEM_PROMPT`, runs without a shell, and is killed at the
-//! request timeout. Output beyond the response limit is an error.
+//! system prompt in `AURA_SYSTEM_PROMPT`, runs without a shell in its own process group,
+//! and is killed with everything it started at the request timeout. Output beyond the
+//! response limit is an error at once.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -53,6 +54,8 @@ impl CommandTarget {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that what it starts can be killed with it.
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
@@ -60,6 +63,9 @@ impl CommandTarget {
         let mut child = cmd
             .spawn()
             .map_err(|e| TargetError::Program(format!("cannot start {}: {e}", self.argv[0])))?;
+        // Kills the whole group unless the program finished normally. The child is not
+        // reaped before that, so its id still names its group.
+        let group = KillGroup(child.id());
         let prompt = req.last_user().to_string();
         let mut stdin = child.stdin.take();
         let mut stdout = child
@@ -78,6 +84,7 @@ impl CommandTarget {
                     let _ = s.write_all(prompt.as_bytes()).await;
                     let _ = s.shutdown().await;
                 }
+                Ok::<(), TargetError>(())
             };
             let reader = async {
                 let mut out = Vec::new();
@@ -100,9 +107,10 @@ impl CommandTarget {
             let mut err = Vec::new();
             let errs = async {
                 let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut err).await;
+                Ok::<(), TargetError>(())
             };
-            let ((), out, ()) = tokio::join!(writer, reader, errs);
-            let out = out?;
+            // Too much output ends it at once, without waiting for the program.
+            let ((), out, ()) = tokio::try_join!(writer, reader, errs)?;
             let status = child
                 .wait()
                 .await
@@ -111,11 +119,9 @@ impl CommandTarget {
         };
         let (status, out, err) = match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r?,
-            Err(_) => {
-                // kill_on_drop also kills it when `child` is dropped; do it now.
-                return Err(TargetError::Timeout(self.timeout));
-            }
+            Err(_) => return Err(TargetError::Timeout(self.timeout)),
         };
+        group.disarm();
         if !status.success() {
             return Err(TargetError::Program(format!(
                 "{} exited with {status}: {}",
@@ -130,6 +136,27 @@ impl CommandTarget {
             String::from_utf8_lossy(&out).into_owned(),
             started.elapsed(),
         ))
+    }
+}
+
+/// On drop, kills the process group `0` leads (SIGKILL), unless disarmed.
+struct KillGroup(Option<u32>);
+
+impl KillGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is
+            // touched. The leader is our unreaped child, so the id is still its group's.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
