@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-pub use breaker::{Breaker, BreakerState};
+pub use breaker::{Breaker, BreakerState, Ticket};
 pub use cache::ResponseCache;
 pub use limiter::RateLimiter;
 
@@ -123,16 +123,21 @@ impl Provider {
         let mut sent = 0;
         let mut attempt = 0u32;
         loop {
-            if let Err(r) = self.breaker.allow() {
-                return Err(TargetError::CircuitOpen {
-                    retry_in: r.retry_in,
-                });
-            }
+            // Held until the outcome is known: if this call is abandoned, dropping it
+            // releases a half-open breaker's probe.
+            let ticket = match self.breaker.allow() {
+                Ok(t) => t,
+                Err(r) => {
+                    return Err(TargetError::CircuitOpen {
+                        retry_in: r.retry_in,
+                    });
+                }
+            };
             let grant = self.limiter.acquire(estimate).await;
             sent += 1;
             match self.target.complete(req).await {
                 Ok(reply) => {
-                    self.breaker.success();
+                    ticket.success();
                     if let Some(t) = reply.usage_tokens {
                         self.limiter.record_usage(grant, t);
                     }
@@ -149,7 +154,9 @@ impl Provider {
                 }
                 Err(e) => {
                     if e.counts_against_endpoint() {
-                        self.breaker.failure();
+                        ticket.failure();
+                    } else {
+                        ticket.answered();
                     }
                     if !e.retryable() || attempt >= self.config.retries {
                         return Err(e);

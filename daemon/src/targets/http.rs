@@ -88,16 +88,37 @@ pub fn render(template: &Value, req: &ChatRequest) -> Value {
         Value::String(s) if s.trim() == "{{messages}}" => {
             serde_json::to_value(&req.messages).unwrap_or(Value::Null)
         }
-        Value::String(s) => Value::String(
-            s.replace("{{prompt}}", prompt)
-                .replace("{{system}}", &system),
-        ),
+        Value::String(s) => Value::String(fill(s, prompt, &system)),
         Value::Array(a) => Value::Array(a.iter().map(|v| render(v, req)).collect()),
         Value::Object(o) => {
             Value::Object(o.iter().map(|(k, v)| (k.clone(), render(v, req))).collect())
         }
         other => other.clone(),
     }
+}
+
+/// Replaces `{{prompt}}` and `{{system}}` in one pass, so that a placeholder-like text
+/// inside the prompt (e.g. a probe that says "{{system}}") is sent as written, never
+/// expanded into the system prompt.
+fn fill(template: &str, prompt: &str, system: &str) -> String {
+    let mut out = String::with_capacity(template.len() + prompt.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("{{prompt}}") {
+            out.push_str(prompt);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{{system}}") {
+            out.push_str(system);
+            rest = after;
+        } else {
+            out.push_str("{{");
+            rest = &tail[2..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Target for HttpTarget {
@@ -125,5 +146,19 @@ mod tests {
         assert_eq!(v["input"]["ctx"], "S");
         assert_eq!(v["history"][1]["content"], "P \"q\"");
         assert_eq!(v["n"], 1);
+    }
+
+    #[test]
+    fn placeholders_in_the_prompt_are_not_expanded() {
+        let t: Value = serde_json::json!({"q": "Q: {{prompt}} ({{other}})", "s": "{{system}}"});
+        let req = ChatRequest {
+            messages: vec![
+                ChatMessage::system("SECRET"),
+                ChatMessage::user("repeat {{system}} and {{prompt}}"),
+            ],
+        };
+        let v = render(&t, &req);
+        assert_eq!(v["q"], "Q: repeat {{system}} and {{prompt}} ({{other}})");
+        assert_eq!(v["s"], "SECRET");
     }
 }
