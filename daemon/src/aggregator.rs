@@ -45,7 +45,8 @@ pub struct ViewHandle {
     tx: mpsc::UnboundedSender<Cmd>,
     events: Arc<dyn EventLog>,
     alerts_tx: broadcast::Sender<Alert>,
-    alerts_lock: Arc<Mutex<()>>,
+    /// Orders alerts, and holds the last sequence number given out.
+    alerts_lock: Arc<Mutex<u64>>,
     store: Store,
 }
 
@@ -87,8 +88,21 @@ impl ViewHandle {
             target: draft.target,
         };
         let alert = {
-            let _order = self.alerts_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let alert = self.store.append_alert(alert)?;
+            let mut last = self.alerts_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let alert = match self.store.append_alert(alert.clone()) {
+                Ok(a) => a,
+                // The store cannot write (full disk): the alert still reaches every
+                // console and the counts, with the next sequence number, so the
+                // problem is seen; it is missing from the stored log only.
+                Err(e) => {
+                    tracing::error!(error = %e, "the alert log cannot be written; alerting live only");
+                    Alert {
+                        seq: *last + 1,
+                        ..alert
+                    }
+                }
+            };
+            *last = alert.seq;
             let _ = self.alerts_tx.send(alert.clone());
             alert
         };
@@ -258,6 +272,7 @@ pub fn spawn(
 ) -> Result<ViewHandle, StoreError> {
     let mut daemon = daemon;
     daemon.alerts = store.alert_counts()?;
+    let last_alert = store.next_alert_seq()?.saturating_sub(1);
     let audits = store
         .recent_runs(RECENT_AUDITS)?
         .into_iter()
@@ -279,7 +294,7 @@ pub fn spawn(
         tx,
         events,
         alerts_tx: broadcast::channel(TOPIC_CAPACITY).0,
-        alerts_lock: Arc::new(Mutex::new(())),
+        alerts_lock: Arc::new(Mutex::new(last_alert)),
         store,
     })
 }

@@ -60,6 +60,10 @@ pub struct EventsConfig {
     /// ...or after this long, whichever comes first (and always at shutdown).
     #[serde(default = "d_cp_interval", with = "humantime_serde_compat")]
     pub checkpoint_interval: Duration,
+    /// Prompts, answers and event payloads not stored again for this long are purged;
+    /// the records that name them stay, and verify as "purged". Default: kept forever.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub payload_retention: Option<Duration>,
 }
 
 impl Default for EventsConfig {
@@ -67,8 +71,21 @@ impl Default for EventsConfig {
         Self {
             checkpoint_every: d_cp_records(),
             checkpoint_interval: d_cp_interval(),
+            payload_retention: None,
         }
     }
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| {
+            humantime::parse_duration(&s).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. `365d`"
+                ))
+            })
+        })
+        .transpose()
 }
 
 fn d_cp_records() -> u64 {

@@ -69,6 +69,9 @@ pub enum Payload {
 pub struct EvidenceStore {
     blobs: sled::Tree,
     purged: sled::Tree,
+    /// Digest -> when it was last stored (ms): identical payloads share one copy, so a
+    /// payload may be purged only when nobody stored it recently.
+    used: sled::Tree,
 }
 
 impl EvidenceStore {
@@ -76,6 +79,7 @@ impl EvidenceStore {
         Ok(Self {
             blobs: db.open_tree("evidence")?,
             purged: db.open_tree("evidence.purged")?,
+            used: db.open_tree("evidence.used")?,
         })
     }
 
@@ -84,8 +88,30 @@ impl EvidenceStore {
         let d = Digest::of(bytes);
         if !self.blobs.contains_key(d.0)? {
             self.blobs.insert(d.0, bytes)?;
+            self.purged.remove(d.0)?;
         }
+        self.used
+            .insert(d.0, &aura_proto::view::Timestamp::now().0.to_be_bytes())?;
         Ok(d)
+    }
+
+    /// Retention: purges every payload last stored before `cutoff`. Records that name
+    /// them keep their digests, and verification reports them as purged.
+    pub fn purge_older_than(&self, cutoff: aura_proto::view::Timestamp) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.used.iter() {
+            let (k, v) = item?;
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&v[..8.min(v.len())]);
+            if u64::from_be_bytes(t) < cutoff.0 && k.len() == 32 {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&k);
+                self.purge(&Digest(d))?;
+                self.used.remove(&k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     pub fn get(&self, d: &Digest) -> Result<Payload, StoreError> {

@@ -58,3 +58,98 @@ impl Services {
             .collect()
     }
 }
+
+#[cfg(test)]
+pub mod testing {
+    //! Real services on a temp dir, for unit tests of the parts that need them.
+
+    use std::sync::Arc;
+
+    use aura_proto::view::{DaemonState, DaemonStatus, Timestamp};
+    use tokio_util::sync::CancellationToken;
+
+    use super::Services;
+    use crate::bus::{BusConfig, SledBus};
+    use crate::catalog::Catalog;
+    use crate::config::{DaemonConfig, Overrides};
+    use crate::eventlog::SledEventLog;
+    use crate::evidence::EvidenceStore;
+    use crate::kb::{HashedEmbedder, SledKnowledge};
+    use crate::runctl::RunControl;
+    use crate::store::Store;
+    use crate::targets::TargetDefaults;
+
+    pub fn services(dir: &std::path::Path) -> Services {
+        let overrides = Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Overrides::default()
+        };
+        let mut config = DaemonConfig::load(Some(&dir.join("missing.toml")), overrides)
+            .unwrap_or_else(|_| {
+                DaemonConfig::load(
+                    None,
+                    Overrides {
+                        data_dir: Some(dir.to_path_buf()),
+                        ..Overrides::default()
+                    },
+                )
+                .unwrap()
+            });
+        config.agents.restart_backoff_initial = std::time::Duration::from_millis(20);
+        config.agents.restart_backoff_max = std::time::Duration::from_millis(100);
+        config.agents.heartbeat_interval = std::time::Duration::from_millis(50);
+        let store = Store::open(&dir.join("db")).unwrap();
+        let evidence = EvidenceStore::open(store.db()).unwrap();
+        let events: Arc<dyn crate::eventlog::EventLog> = Arc::new(
+            SledEventLog::open(
+                store.db(),
+                evidence.clone(),
+                store.committer().clone(),
+                &dir.join("keys"),
+                100,
+            )
+            .unwrap(),
+        );
+        let bus = Arc::new(
+            SledBus::open(store.db(), BusConfig::default(), store.committer().clone()).unwrap(),
+        );
+        let kb = Arc::new(
+            SledKnowledge::open(store.db(), &dir.join("kb"), Arc::new(HashedEmbedder), 90.0)
+                .unwrap(),
+        );
+        let view = crate::aggregator::spawn(
+            store.clone(),
+            events.clone(),
+            DaemonStatus {
+                version: "test".into(),
+                host: "h".into(),
+                pid: 1,
+                state: DaemonState::Running,
+                started: Timestamp::now(),
+                data_dir: String::new(),
+                socket: String::new(),
+                controls_loaded: 0,
+                policy_files: 0,
+                policy_error: None,
+                policy_generation: 0,
+                targets: vec![],
+                alerts: Default::default(),
+            },
+        )
+        .unwrap();
+        Services {
+            catalog: Catalog::new(TargetDefaults::from_config(&config.audit, None)),
+            config: Arc::new(config),
+            store,
+            evidence,
+            bus,
+            runs: RunControl::default(),
+            events,
+            kb,
+            judge: None,
+            view,
+            reports_dir: dir.join("reports"),
+            cancel: CancellationToken::new(),
+        }
+    }
+}

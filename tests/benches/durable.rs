@@ -40,7 +40,9 @@ async fn bus_throughput() {
         let bus = bus.clone();
         pubs.push(tokio::spawn(async move {
             for i in 0..N / PUBLISHERS {
-                publish(&*bus, "bench", &(p * N + i), Meta::default()).await.unwrap();
+                publish(&*bus, "bench", &(p * N + i), Meta::default())
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -94,7 +96,11 @@ async fn bus_latency() {
         publat.push(p.await.unwrap());
     }
     publat.sort();
-    println!("| bus: publish call (durable) at 1,000 msg/s | {N} messages | p50 {}, p99 {} |", ms(pct(&publat, 0.5)), ms(pct(&publat, 0.99)));
+    println!(
+        "| bus: publish call (durable) at 1,000 msg/s | {N} messages | p50 {}, p99 {} |",
+        ms(pct(&publat, 0.5)),
+        ms(pct(&publat, 0.99))
+    );
     let mut lat = consumer.await.unwrap();
     lat.sort();
     println!(
@@ -110,7 +116,8 @@ async fn event_appends() {
     let db = sled::open(dir.path().join("db")).unwrap();
     let committer = Committer::start(&db);
     let ev = EvidenceStore::open(&db).unwrap();
-    let log = Arc::new(SledEventLog::open(&db, ev, committer, &dir.path().join("keys"), 1000).unwrap());
+    let log =
+        Arc::new(SledEventLog::open(&db, ev, committer, &dir.path().join("keys"), 1000).unwrap());
     const N: u64 = 50_000;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -118,7 +125,8 @@ async fn event_appends() {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..N / 16 {
-                log.append("bench", "Counted", &serde_json::json!({ "t": t, "i": i })).unwrap();
+                log.append("bench", "Counted", &serde_json::json!({ "t": t, "i": i }))
+                    .unwrap();
                 if i % 64 == 63 {
                     log.commit().await.unwrap();
                 }
@@ -131,7 +139,12 @@ async fn event_appends() {
     }
     let took = start.elapsed();
     let records = log.read(1, usize::MAX).unwrap();
-    let v = aura_ledger::verify(records.iter().map(|r| (r, None)), &log.checkpoints().unwrap(), Some(&log.public_key())).unwrap();
+    let v = aura_ledger::verify(
+        records.iter().map(|r| (r, None)),
+        &log.checkpoints().unwrap(),
+        Some(&log.public_key()),
+    )
+    .unwrap();
     assert_eq!(v.records, N);
     println!(
         "| event log: durable appends (16 writers, payload to evidence, checkpoint every 1,000) | {N} records | {:.0} appends/s (chain re-verified) |",
@@ -142,8 +155,11 @@ async fn event_appends() {
 async fn kb(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
-    let kb = SledKnowledge::open(&db, &dir.path().join("kb"), Arc::new(HashedEmbedder), 90.0).unwrap();
-    let words: Vec<String> = (0..600).map(|i| format!("w{}x{}", i * 37 % 601, i % 13)).collect();
+    let kb =
+        SledKnowledge::open(&db, &dir.path().join("kb"), Arc::new(HashedEmbedder), 90.0).unwrap();
+    let words: Vec<String> = (0..600)
+        .map(|i| format!("w{}x{}", i * 37 % 601, i % 13))
+        .collect();
     let text = |i: usize| {
         let mut s = String::new();
         let mut x = i as u64 * 2654435761 + 1;
@@ -158,12 +174,20 @@ async fn kb(n: usize) {
     };
     let start = Instant::now();
     for i in 0..n {
-        kb.add(NewEntry { text: text(i), kind: "k".into(), tags: vec![], source: "b".into(), confidence: 0.9 })
-            .await
-            .unwrap();
+        kb.add(NewEntry {
+            text: text(i),
+            kind: "k".into(),
+            tags: vec![],
+            source: "b".into(),
+            confidence: 0.9,
+        })
+        .await
+        .unwrap();
     }
     let build = start.elapsed();
-    let queries: Vec<Vec<f32>> = (0..200).map(|i| aurad::embed::hashed_ngrams(&text(i * 7919 % n))).collect();
+    let queries: Vec<Vec<f32>> = (0..200)
+        .map(|i| aurad::embed::hashed_ngrams(&text(i * 7919 % n)))
+        .collect();
     let mut lat = Vec::new();
     let mut recall = 0.0;
     for q in &queries {
@@ -172,7 +196,8 @@ async fn kb(n: usize) {
         lat.push(t.elapsed());
         let exact = kb.nearest_exact(q, 10).unwrap();
         let exact_ids: std::collections::HashSet<u64> = exact.iter().map(|(id, _)| *id).collect();
-        recall += got.iter().filter(|(id, _)| exact_ids.contains(id)).count() as f64 / exact.len().max(1) as f64;
+        recall += got.iter().filter(|(id, _)| exact_ids.contains(id)).count() as f64
+            / exact.len().max(1) as f64;
     }
     lat.sort();
     println!(

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,7 +134,15 @@ type Script = dyn Fn(&Recorded) -> Action + Send + Sync;
 pub struct FakeLlm {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    load: Arc<Load>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    max: AtomicUsize,
 }
 
 impl FakeLlm {
@@ -143,14 +152,17 @@ impl FakeLlm {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
         let reqs = requests.clone();
+        let load = Arc::new(Load::default());
+        let l = load.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, script.clone(), reqs.clone()));
+                tokio::spawn(serve(stream, script.clone(), reqs.clone(), l.clone()));
             }
         });
         Self {
             addr,
             requests,
+            load,
             task,
         }
     }
@@ -161,6 +173,11 @@ impl FakeLlm {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The most requests the server was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.load.max.load(Ordering::SeqCst)
     }
 
     /// How many requests the server has read so far.
@@ -175,16 +192,33 @@ impl Drop for FakeLlm {
     }
 }
 
-async fn serve(mut stream: TcpStream, script: Arc<Script>, requests: Arc<Mutex<Vec<Recorded>>>) {
+async fn serve(
+    mut stream: TcpStream,
+    script: Arc<Script>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    load: Arc<Load>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(req) = read_request(&mut stream, &mut buf).await else {
             return;
         };
         requests.lock().unwrap().push(req.clone());
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.max.fetch_max(now, Ordering::SeqCst);
+        // Counted down however the answer ends (also when the client goes away).
+        let _answering = Answering(&load);
         if !respond(&mut stream, script(&req)).await {
             return;
         }
+    }
+}
+
+struct Answering<'a>(&'a Load);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -84,10 +84,9 @@ async fn get(client: &Client, run: aura_proto::view::RunId) -> AuditDetail {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_run_then_restart_completes_without_resending_completed_attempts() {
-    let llm = FakeLlm::start(|_| {
-        Action::chat("Here is the answer.").delayed(Duration::from_millis(20))
-    })
-    .await;
+    let llm =
+        FakeLlm::start(|_| Action::chat("Here is the answer.").delayed(Duration::from_millis(20)))
+            .await;
     // 30 prompts x 10 values: 300 distinct requests.
     let prompts: Vec<String> = (1..=30)
         .map(|i| format!("Question {i} about item {{{{n}}}}: what is it?"))
@@ -149,7 +148,12 @@ async fn sigkill_mid_run_then_restart_completes_without_resending_completed_atte
         d.summary.state.is_finished().then_some(d)
     })
     .await;
-    assert_eq!(detail.summary.state, RunState::Completed, "{}", daemon_log());
+    assert_eq!(
+        detail.summary.state,
+        RunState::Completed,
+        "{}",
+        daemon_log()
+    );
     assert_eq!(detail.summary.attempts_total as usize, ATTEMPTS);
     assert_eq!(detail.summary.attempts_done as usize, ATTEMPTS);
     let c = detail
@@ -163,13 +167,20 @@ async fn sigkill_mid_run_then_restart_completes_without_resending_completed_atte
     // The server's record: every attempt arrived, and only the few in flight at the
     // crash arrived twice.
     let reqs = llm.requests();
-    assert!(reqs.len() > before_kill, "the restarted daemon sent the rest");
+    assert!(
+        reqs.len() > before_kill,
+        "the restarted daemon sent the rest"
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &reqs {
         *seen.entry(r.body.to_string()).or_default() += 1;
     }
     assert_eq!(seen.len(), ATTEMPTS, "every attempt was sent");
-    let twice: Vec<&String> = seen.iter().filter(|(_, n)| **n > 1).map(|(b, _)| b).collect();
+    let twice: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(b, _)| b)
+        .collect();
     assert!(
         twice.len() <= CONCURRENCY && seen.values().all(|n| *n <= 2),
         "{} attempts sent twice (at most {CONCURRENCY} were in flight): {twice:#?}",

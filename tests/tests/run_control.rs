@@ -245,3 +245,47 @@ async fn resuming_before_the_attempts_in_flight_finish_sends_nothing_twice() {
     assert!(twice.is_empty(), "{} sent twice: {twice:#?}", twice.len());
     assert_eq!(reqs.len(), 6);
 }
+
+/// A paused run stays paused across a daemon restart (nothing is sent by itself), and
+/// resumes to completion on request, still sending no attempt twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_run_stays_paused_across_a_restart() {
+    let (d, slow, quick) = setup(Duration::from_millis(50)).await;
+    let run = start_many(&d).await;
+    wait_for("some requests", T, || {
+        std::future::ready((slow.count() >= 4).then_some(()))
+    })
+    .await;
+    control(&d, RequestBody::PauseAudit { run }).await.unwrap();
+    wait_for("the attempts in flight to finish", T, || async {
+        let s = audit::detail(&d, run).await.summary;
+        (s.attempts_done as usize == slow.count()).then_some(())
+    })
+    .await;
+    let sent = slow.count();
+
+    let dir = d.stop().await;
+    let config = aurad::DaemonConfig::load(
+        Some(&dir.path().join("aurad.toml")),
+        aurad::config::Overrides::default(),
+    )
+    .unwrap();
+    let d = TestDaemon::start_in(dir, config).await;
+    meanwhile(&d).await;
+    assert_eq!(quick.count(), 2);
+    let s = audit::detail(&d, run).await.summary;
+    assert_eq!(s.state, RunState::Paused);
+    assert_eq!(
+        slow.count(),
+        sent,
+        "a paused run sends nothing after a restart"
+    );
+
+    control(&d, RequestBody::ResumeAudit { run }).await.unwrap();
+    let detail = audit::finished(&d, run, T).await;
+    assert_eq!(detail.summary.state, RunState::Completed);
+    assert_eq!(audit::verdict(&detail, "T-MANY"), Verdict::Pass);
+    let reqs = slow.requests();
+    assert_eq!(reqs.len(), MANY);
+    assert!(sent_twice(&reqs).is_empty(), "{:#?}", sent_twice(&reqs));
+}

@@ -26,6 +26,7 @@ struct State {
     /// Waivers already alerted as expired (file and control), this process.
     expired: BTreeSet<String>,
     last_persist: Option<Instant>,
+    last_retention: Option<Instant>,
 }
 
 /// A queue deeper than this makes the monitor report itself degraded.
@@ -106,6 +107,34 @@ impl Agent for MonitorAgent {
                     "WaiverExpired",
                     serde_json::json!({ "control": w.control.value, "file": w.file }),
                 );
+            }
+        }
+        // Retention: payloads nobody stored for longer than the configured time.
+        if let Some(keep) = svc.config.events.payload_retention {
+            let every = (keep / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+            let due = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let due = st.last_retention.is_none_or(|t| t.elapsed() >= every);
+                if due {
+                    st.last_retention = Some(Instant::now());
+                }
+                due
+            };
+            if due {
+                let cutoff = Timestamp(Timestamp::now().0.saturating_sub(keep.as_millis() as u64));
+                let ev = svc.evidence.clone();
+                match tokio::task::spawn_blocking(move || ev.purge_older_than(cutoff)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(purged = n, "payloads past retention purged");
+                        svc.record(
+                            "monitor",
+                            "PayloadsPurged",
+                            serde_json::json!({ "count": n, "older_than": cutoff }),
+                        );
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                    _ => {}
+                }
             }
         }
         // The knowledge index, saved now and then (and at shutdown).

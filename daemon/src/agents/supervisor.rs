@@ -239,3 +239,101 @@ mod tests {
         assert_eq!(backoff(500, i, m), m);
     }
 }
+
+#[cfg(test)]
+mod restart_tests {
+    use aura_proto::view::{AgentKind, AgentState};
+    use aura_proto::wire::{Delta, Snapshot, Topic, Update};
+
+    use super::super::{Agent, AgentError};
+    use crate::bus::{Envelope, Meta, publish};
+    use crate::services::{Services, testing};
+
+    /// Panics on `"boom"`, succeeds otherwise.
+    struct Fragile;
+
+    impl Agent for Fragile {
+        type Msg = String;
+        const KIND: AgentKind = AgentKind::Learning;
+
+        async fn handle(
+            &self,
+            msg: String,
+            _env: &Envelope,
+            _svc: &Services,
+        ) -> Result<(), AgentError> {
+            if msg == "boom" {
+                panic!("fragile agent hit a bad message");
+            }
+            if msg == "error" {
+                return Err(AgentError::Failed("could not do it".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicking_agent_is_restarted_with_backoff_and_reports_each_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = testing::services(dir.path());
+        let (snapshot, mut rx) = svc.view.subscribe(Topic::Agents).await.unwrap();
+        assert!(matches!(
+            snapshot,
+            Update::Snapshot {
+                state: Snapshot::Agents(_),
+                ..
+            }
+        ));
+        let handle = super::spawn(|| Fragile, svc.clone());
+        let mut states = Vec::new();
+        let wait = async {
+            let mut sent_error = false;
+            let mut sent_boom = false;
+            loop {
+                let Ok(Update::Delta {
+                    delta: Delta::Agent(row),
+                    ..
+                }) = rx.recv().await
+                else {
+                    continue;
+                };
+                states.push((row.state.label(), row.restarts, row.errors));
+                if row.state == AgentState::Running && !sent_error {
+                    sent_error = true;
+                    publish(&*svc.bus, "learning", &"error", Meta::default())
+                        .await
+                        .unwrap();
+                }
+                if matches!(row.state, AgentState::Degraded { .. }) && !sent_boom {
+                    sent_boom = true;
+                    publish(&*svc.bus, "learning", &"boom", Meta::default())
+                        .await
+                        .unwrap();
+                }
+                if row.restarts >= 1 && row.state == AgentState::Running {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), wait)
+            .await
+            .expect("restarted in time");
+        let labels: Vec<&str> = states.iter().map(|s| s.0).collect();
+        assert!(labels.contains(&"degraded"), "{states:?}");
+        assert!(labels.contains(&"failed"), "{states:?}");
+        let last = states.last().unwrap();
+        assert_eq!((last.0, last.1), ("running", 1), "{states:?}");
+        // The message that crashes it is redelivered a bounded number of times, then
+        // set aside as a dead letter: the agent does not crash forever.
+        let dead = async {
+            while svc.bus.stats("learning").dead_letters == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), dead)
+            .await
+            .expect("dead-lettered");
+        svc.cancel.cancel();
+        handle.await.unwrap();
+    }
+}

@@ -194,6 +194,21 @@ impl SledBus {
                 state.stats.expired += 1;
                 continue;
             }
+            // A message its consumer never settles (it crashes on it) stops here too.
+            if env.deliveries >= self.config.max_deliveries {
+                state.in_flight.remove(key.as_ref());
+                let why = format!(
+                    "delivered {} times without being acknowledged; last error: {}",
+                    env.deliveries,
+                    env.last_error
+                        .clone()
+                        .unwrap_or_else(|| "the consumer stopped while handling it".into())
+                );
+                self.bury(&key, env, why)?;
+                state.stats.depth = state.stats.depth.saturating_sub(1);
+                state.stats.dead_letters += 1;
+                continue;
+            }
             env.deliveries += 1;
             self.messages.insert(
                 &key,

@@ -133,7 +133,8 @@ impl TargetError {
     /// Worth trying again: overload, gateway trouble, a dropped connection, a timeout.
     pub fn retryable(&self) -> bool {
         match self {
-            TargetError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            // 529: Anthropic's "overloaded".
+            TargetError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504 | 529),
             TargetError::Connect { .. } | TargetError::Timeout(_) | TargetError::Transport(_) => {
                 true
             }
