@@ -17,9 +17,27 @@ pub enum Signal {
 #[derive(Clone, Default)]
 pub struct RunControl {
     runs: Arc<Mutex<HashMap<RunId, watch::Sender<Signal>>>>,
+    /// Runs an executor is working on: one executor per run, however many step messages
+    /// arrive (a resume while the previous executor is still draining, a redelivery).
+    executing: Arc<Mutex<std::collections::HashSet<RunId>>>,
 }
 
 impl RunControl {
+    /// Claims a run for an executor; `false` if another one has it.
+    pub fn claim(&self, run: RunId) -> bool {
+        self.executing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run)
+    }
+
+    pub fn release(&self, run: RunId) {
+        self.executing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&run);
+    }
+
     /// The executor of `run` listens here; dropping the receiver ends interest.
     pub fn subscribe(&self, run: RunId) -> watch::Receiver<Signal> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());

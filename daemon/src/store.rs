@@ -113,17 +113,37 @@ impl Store {
     }
 
     /// Applies `f` to a stored run and writes it back; `None` if there is no such run.
+    /// Atomically (compare-and-swap: `f` may run more than once, so it must only change
+    /// the record), so concurrent updates of different fields never undo each other.
     pub fn update_run(
         &self,
         id: RunId,
-        f: impl FnOnce(&mut RunRecord),
+        mut f: impl FnMut(&mut RunRecord),
     ) -> Result<Option<RunRecord>, StoreError> {
-        let Some(mut run) = self.run(id)? else {
-            return Ok(None);
-        };
-        f(&mut run);
-        self.put_run(&run)?;
-        Ok(Some(run))
+        let mut failure = None;
+        let new = self.runs.update_and_fetch(id.0.to_be_bytes(), |old| {
+            let old = old?;
+            match decode::<RunRecord>("run", old) {
+                Ok(mut run) => {
+                    f(&mut run);
+                    match encode("run", &run) {
+                        Ok(bytes) => Some(bytes),
+                        Err(e) => {
+                            failure = Some(e);
+                            Some(old.to_vec())
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Some(old.to_vec())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        new.map(|b| decode("run", &b)).transpose()
     }
 
     /// The most recent runs first.

@@ -156,6 +156,7 @@ impl FakeLlm {
         let l = load.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve(stream, script.clone(), reqs.clone(), l.clone()));
             }
         });
@@ -239,8 +240,11 @@ fn respond<'a>(
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-                stream.write_all(head.as_bytes()).await.is_ok()
-                    && stream.write_all(&body).await.is_ok()
+                // One write: a head and body sent separately meet Nagle's algorithm and
+                // the client's delayed ACK, a 40 ms stall per answer.
+                let mut bytes = head.into_bytes();
+                bytes.extend_from_slice(&body);
+                stream.write_all(&bytes).await.is_ok()
             }
             Action::Hang => std::future::pending().await,
             Action::Reset => {

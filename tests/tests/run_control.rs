@@ -220,7 +220,6 @@ async fn a_cancelled_run_ends_as_cancelled_and_sends_nothing_more() {
 /// agent (PARALLEL = 4) handles with a second `execute` on the same run; both load every
 /// attempt without an outcome and send it, so each pending attempt goes out twice.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: resume during a pause's drain starts a second executor (agents/orchestrator.rs control_run, agents/audit.rs execute); every pending attempt is sent twice"]
 async fn resuming_before_the_attempts_in_flight_finish_sends_nothing_twice() {
     let (d, slow, _quick) = setup(Duration::from_millis(300)).await;
     let run = audit::start(

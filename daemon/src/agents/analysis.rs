@@ -107,7 +107,7 @@ impl Agent for AnalysisAgent {
             record = svc
                 .store
                 .update_run(run, |r| {
-                    r.controls = counts;
+                    r.controls = counts.clone();
                     r.phase = Phase::Reporting;
                 })?
                 .unwrap_or(record);

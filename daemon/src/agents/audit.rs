@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use aura_proto::view::{AgentKind, RunState, Severity, Timestamp, Verdict};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::messages::{AuditMsg, OrchestratorMsg};
@@ -45,7 +46,28 @@ impl Agent for AuditAgent {
             return Ok(());
         }
         if record.phase == Phase::Executing {
-            match execute(svc, record).await? {
+            // One executor per run: a second Execute (a resume while the first is still
+            // draining) leaves the run to the one working on it.
+            if !svc.runs.claim(run) {
+                return Ok(());
+            }
+            let mut record = record;
+            let finish = loop {
+                let result = execute(svc, record).await;
+                svc.runs.release(run);
+                let finish = result?;
+                // Resumed while finishing a pause: carry on, unless another executor
+                // already took the run over.
+                let resumed = svc
+                    .store
+                    .run(run)?
+                    .filter(|r| r.state == RunState::Running && r.phase == Phase::Executing);
+                match (finish, resumed) {
+                    (Finish::Paused, Some(r)) if svc.runs.claim(run) => record = r,
+                    (f, _) => break f,
+                }
+            };
+            match finish {
                 Finish::Done => {}
                 Finish::Paused | Finish::Cancelled => return Ok(()),
             }
@@ -129,7 +151,20 @@ async fn execute(svc: &Services, mut record: RunRecord) -> Result<Finish, AgentE
     let use_cache = !record.no_cache && svc.config.audit.cache;
     let mut in_flight: JoinSet<(String, AttemptRecord)> = JoinSet::new();
     let mut stopping: Option<Signal> = None;
-    loop {
+    // Completed attempts go to the checkpoint writer; a lane's slot is given back only
+    // once its attempt is durable, so at most `limit` attempts per target are ever
+    // unrecorded (and could be sent again after a crash), while sending never waits for
+    // a flush.
+    let (to_writer, from_loop) = mpsc::unbounded_channel::<(String, AttemptRecord)>();
+    let (durable_tx, mut durable) = mpsc::unbounded_channel::<(String, usize)>();
+    let writer = tokio::spawn(checkpoint_writer(
+        svc.clone(),
+        record.clone(),
+        from_loop,
+        durable_tx,
+    ));
+    let mut unrecorded = 0usize;
+    let outcome = loop {
         if stopping.is_none() && !svc.cancel.is_cancelled() {
             for (name, lane) in lanes.iter_mut() {
                 while lane.in_flight < lane.limit {
@@ -145,14 +180,27 @@ async fn execute(svc: &Services, mut record: RunRecord) -> Result<Finish, AgentE
                 }
             }
         }
-        if in_flight.is_empty() {
-            break;
+        if in_flight.is_empty() && unrecorded == 0 {
+            break None;
         }
-        let first = tokio::select! {
-            done = in_flight.join_next() => done,
+        tokio::select! {
+            done = in_flight.join_next(), if !in_flight.is_empty() => {
+                let Some(done) = done else { continue };
+                let (lane, attempt) = done.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?;
+                unrecorded += 1;
+                if to_writer.send((lane, attempt)).is_err() {
+                    break Some(Err(AgentError::Failed("the checkpoint writer stopped".into())));
+                }
+            }
+            Some((lane, n)) = durable.recv() => {
+                unrecorded -= n;
+                if let Some(l) = lanes.get_mut(&lane) {
+                    l.in_flight -= n;
+                }
+            }
             _ = svc.cancel.cancelled() => {
                 in_flight.abort_all();
-                return Err(AgentError::ShuttingDown);
+                break Some(Err(AgentError::ShuttingDown));
             }
             changed = signal.changed() => {
                 if changed.is_ok() {
@@ -160,45 +208,23 @@ async fn execute(svc: &Services, mut record: RunRecord) -> Result<Finish, AgentE
                         Signal::Cancel => {
                             in_flight.abort_all();
                             tracing::info!(run = %run, "audit cancelled");
-                            return Ok(Finish::Cancelled);
+                            break Some(Ok(Finish::Cancelled));
                         }
                         Signal::Pause => stopping = Some(Signal::Pause),
                         Signal::Run => stopping = None,
                     }
                 }
-                continue;
             }
-        };
-        let Some(first) = first else { break };
-        // Checkpoint everything that has finished, with one flush.
-        let mut done =
-            vec![first.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?];
-        while let Some(more) = in_flight.try_join_next() {
-            done.push(more.map_err(|e| AgentError::Failed(format!("attempt task failed: {e}")))?);
         }
-        let mut batch = Vec::with_capacity(done.len());
-        for (lane, mut attempt) in done {
-            if let Some(l) = lanes.get_mut(&lane) {
-                l.in_flight -= 1;
-            }
-            if let Some(o) = attempt.outcome.as_mut()
-                && let Some(text) = o.full_text.take()
-            {
-                o.response = Some(svc.evidence.put(text.as_bytes())?);
-            }
-            batch.push(attempt);
-        }
-        let records = batch;
-        svc.store.put_attempts(&records)?;
-        record.attempts_done += records.len() as u32;
-        let done_count = record.attempts_done;
-        svc.store
-            .update_run(run, |r| r.attempts_done = done_count)?;
-        svc.store.flush().await?;
-        svc.view.audit(record.summary());
-        for a in &records {
-            alert_if_critical(svc, &mut record, a)?;
-        }
+    };
+    // Whatever completed is recorded before anything else happens.
+    drop(to_writer);
+    let written = writer
+        .await
+        .map_err(|e| AgentError::Failed(format!("checkpoint writer failed: {e}")))?;
+    let record = written?;
+    if let Some(early) = outcome {
+        return early;
     }
     if stopping == Some(Signal::Pause)
         || svc
@@ -209,14 +235,72 @@ async fn execute(svc: &Services, mut record: RunRecord) -> Result<Finish, AgentE
         tracing::info!(run = %run, done = record.attempts_done, "audit paused");
         return Ok(Finish::Paused);
     }
+    let done = record.attempts_done;
     let record = svc
         .store
-        .update_run(run, |r| r.phase = Phase::Analyzing)?
+        .update_run(run, |r| {
+            r.phase = Phase::Analyzing;
+            r.attempts_done = done;
+        })?
         .unwrap_or(record);
     svc.store.flush().await?;
     svc.view.audit(record.summary());
     svc.runs.forget(run);
     Ok(Finish::Done)
+}
+
+/// Records completed attempts in batches (answers to the evidence store, outcomes to
+/// the attempt records, one flush per batch), tells the loop which lanes' attempts are
+/// durable, keeps the run's progress visible, and alerts critical failures at once.
+async fn checkpoint_writer(
+    svc: Services,
+    mut record: RunRecord,
+    mut rx: mpsc::UnboundedReceiver<(String, AttemptRecord)>,
+    durable: mpsc::UnboundedSender<(String, usize)>,
+) -> Result<RunRecord, AgentError> {
+    let mut last_view = std::time::Instant::now();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        // Answers tend to arrive together; let the ones just behind join this flush.
+        tokio::task::yield_now().await;
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut per_lane: BTreeMap<String, usize> = BTreeMap::new();
+        let mut attempts = Vec::with_capacity(batch.len());
+        for (lane, mut a) in batch {
+            if let Some(o) = a.outcome.as_mut()
+                && let Some(text) = o.full_text.take()
+            {
+                o.response = Some(svc.evidence.put(text.as_bytes())?);
+            }
+            *per_lane.entry(lane).or_default() += 1;
+            attempts.push(a);
+        }
+        svc.store.put_attempts(&attempts)?;
+        svc.store.flush().await?;
+        record.attempts_done += attempts.len() as u32;
+        for (lane, n) in per_lane {
+            let _ = durable.send((lane, n));
+        }
+        for a in &attempts {
+            alert_if_critical(&svc, &mut record, a)?;
+        }
+        // Progress for consoles and the stored run, at most ten times a second.
+        if last_view.elapsed() >= std::time::Duration::from_millis(100) {
+            let done = record.attempts_done;
+            svc.store
+                .update_run(record.id, |r| r.attempts_done = done)?;
+            svc.view.audit(record.summary());
+            last_view = std::time::Instant::now();
+        }
+    }
+    let done = record.attempts_done;
+    svc.store
+        .update_run(record.id, |r| r.attempts_done = done)?;
+    svc.store.flush().await?;
+    svc.view.audit(record.summary());
+    Ok(record)
 }
 
 /// A failed attempt of a critical control is alerted now, once per control and target.
@@ -256,7 +340,7 @@ fn alert_if_critical(
     )?;
     record.alerted.insert(key.clone());
     svc.store.update_run(record.id, |r| {
-        r.alerted.insert(key);
+        r.alerted.insert(key.clone());
     })?;
     Ok(())
 }

@@ -185,7 +185,8 @@ fn raise_alerts(svc: &Services, run: RunId) -> Result<(), AgentError> {
         )?;
         newly.push(key);
     }
-    svc.store.update_run(run, |r| r.alerted.extend(newly))?;
+    svc.store
+        .update_run(run, |r| r.alerted.extend(newly.iter().cloned()))?;
     Ok(())
 }
 

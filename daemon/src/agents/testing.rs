@@ -84,7 +84,7 @@ impl Agent for TestingAgent {
                 .update_run(run, |r| {
                     r.attempts_total = attempts.len() as u32;
                     r.controls_total = plan.len() as u32;
-                    r.plan = plan;
+                    r.plan = plan.clone();
                     r.phase = Phase::Executing;
                 })?
                 .unwrap_or(record);

@@ -49,6 +49,9 @@ impl RateLimiter {
 
     /// Waits until a request estimated at `tokens` may go.
     pub async fn acquire(&self, tokens: u32) -> Grant {
+        if self.unlimited() {
+            return Grant { id: u64::MAX };
+        }
         loop {
             let wait = {
                 let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,6 +106,9 @@ impl RateLimiter {
 
     /// Replaces a request's estimate with the tokens the endpoint reported.
     pub fn record_usage(&self, grant: Grant, tokens: u32) {
+        if self.tpm.is_none() {
+            return;
+        }
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = s.log.iter_mut().find(|(_, id, _)| *id == grant.id) {
             entry.2 = tokens;
