@@ -57,6 +57,11 @@ impl Catalog {
         }
     }
 
+    /// Follows the active policy set: changes with every successful reload.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PolicySet>> {
+        self.policies.subscribe()
+    }
+
     pub fn policies(&self) -> Arc<PolicySet> {
         self.policies.borrow().clone()
     }

@@ -48,6 +48,30 @@ pub struct FileConfig {
     pub knowledge: KnowledgeConfig,
     #[serde(default)]
     pub bus: BusSection,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+/// Scheduled audits (controls with a `schedule`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run controls when their schedule fires.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// At start, run the controls whose last run is older than their schedule's previous
+    /// firing (overdue after downtime, or never run), riskiest targets first.
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            catch_up: true,
+        }
+    }
 }
 
 /// The event log's signed checkpoints.
@@ -401,6 +425,7 @@ pub struct DaemonConfig {
     pub events: EventsConfig,
     pub knowledge: KnowledgeConfig,
     pub bus: BusSection,
+    pub scheduler: SchedulerConfig,
 }
 
 /// The config file used when none is named and it exists.
@@ -455,6 +480,7 @@ impl DaemonConfig {
             events: parsed.events,
             knowledge: parsed.knowledge,
             bus: parsed.bus,
+            scheduler: parsed.scheduler,
         };
         config.check()?;
         Ok(config)

@@ -264,6 +264,9 @@ impl DaemonBuilder {
         };
         let server_stop = CancellationToken::new();
         let watcher = watcher::spawn(svc.clone(), baseline, server_stop.clone());
+        let scheduler = config.scheduler.enabled.then(|| {
+            crate::scheduler::spawn(svc.clone(), config.scheduler.catch_up, server_stop.clone())
+        });
         let checkpointer = crate::eventlog::spawn_checkpointer(
             events.clone(),
             config.events.checkpoint_interval,
@@ -289,6 +292,7 @@ impl DaemonBuilder {
             server,
             watcher,
             checkpointer,
+            scheduler,
             agents,
             data_dir,
         })
@@ -302,6 +306,7 @@ pub struct Daemon {
     server: JoinHandle<()>,
     watcher: JoinHandle<()>,
     checkpointer: JoinHandle<()>,
+    scheduler: Option<JoinHandle<()>>,
     agents: Vec<JoinHandle<()>>,
     data_dir: DataDir,
 }
@@ -393,6 +398,9 @@ impl Daemon {
         let _ = self.server.await;
         let _ = self.watcher.await;
         let _ = self.checkpointer.await;
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
         svc.cancel.cancel();
         for a in self.agents {
             let _ = a.await;

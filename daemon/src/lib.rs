@@ -22,6 +22,7 @@ pub mod logging;
 pub mod provider;
 pub mod run;
 pub mod runctl;
+pub mod scheduler;
 pub mod server;
 pub mod services;
 pub mod stats;

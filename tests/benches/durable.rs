@@ -1,6 +1,7 @@
 //! The durable core's numbers: bus throughput and latency, event log appends, knowledge
 //! base search latency and recall. Run with `cargo bench -p aura-tests --bench durable`
-//! (add `-- quick` to skip the 100,000-entry knowledge base).
+//! (add `-- quick` to skip the 100,000-entry knowledge base, `-- kb` for the knowledge
+//! base alone).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use aurad::bus::{Bus, BusConfig, Meta, SledBus, publish};
 use aurad::durability::Committer;
 use aurad::eventlog::{EventLog, SledEventLog};
 use aurad::evidence::EvidenceStore;
-use aurad::kb::{HashedEmbedder, KnowledgeStore, NewEntry, SledKnowledge};
+use aurad::kb::{HashedEmbedder, NewEntry, SledKnowledge};
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -173,16 +174,19 @@ async fn kb(n: usize) {
         s
     };
     let start = Instant::now();
-    for i in 0..n {
-        kb.add(NewEntry {
-            text: text(i),
-            kind: "k".into(),
-            tags: vec![],
-            source: "b".into(),
-            confidence: 0.9,
-        })
-        .await
-        .unwrap();
+    let ids: Vec<usize> = (0..n).collect();
+    for chunk in ids.chunks(1_000) {
+        let batch = chunk
+            .iter()
+            .map(|&i| NewEntry {
+                text: text(i),
+                kind: "k".into(),
+                tags: vec![],
+                source: "b".into(),
+                confidence: 0.9,
+            })
+            .collect();
+        kb.add_many(batch).await.unwrap();
     }
     let build = start.elapsed();
     let queries: Vec<Vec<f32>> = (0..200)
@@ -212,11 +216,14 @@ async fn kb(n: usize) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    let kb_only = std::env::args().any(|a| a == "kb");
     println!("| what | size | result |");
     println!("|---|---|---|");
-    bus_throughput().await;
-    bus_latency().await;
-    event_appends().await;
+    if !kb_only {
+        bus_throughput().await;
+        bus_latency().await;
+        event_appends().await;
+    }
     kb(10_000).await;
     if !quick {
         kb(100_000).await;

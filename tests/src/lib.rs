@@ -54,6 +54,9 @@ pub struct Setup {
     pub extra_config: String,
     /// Socket path; default: `<dir>/run/aurad.sock`.
     pub socket: Option<PathBuf>,
+    /// Run overdue scheduled controls at start (off by default, so a test's daemon does
+    /// only what the test asks).
+    pub catch_up: bool,
 }
 
 impl Default for Setup {
@@ -63,6 +66,7 @@ impl Default for Setup {
             policies: repo_policies(),
             extra_config: String::new(),
             socket: None,
+            catch_up: false,
         }
     }
 }
@@ -85,10 +89,11 @@ impl Setup {
             .clone()
             .unwrap_or_else(|| dir.join("run/aurad.sock"));
         let toml = format!(
-            "[daemon]\ndata_dir = {:?}\nsocket = {:?}\npolicies_dir = {:?}\ntargets_dir = \"targets\"\nlog_level = \"warn\"\n\n[agents]\nrestart_backoff_initial = \"50ms\"\nrestart_backoff_max = \"500ms\"\nheartbeat_interval = \"200ms\"\n{}\n",
+            "[daemon]\ndata_dir = {:?}\nsocket = {:?}\npolicies_dir = {:?}\ntargets_dir = \"targets\"\nlog_level = \"warn\"\n\n[agents]\nrestart_backoff_initial = \"50ms\"\nrestart_backoff_max = \"500ms\"\nheartbeat_interval = \"200ms\"\n\n[scheduler]\ncatch_up = {}\n{}\n",
             dir.join("data"),
             socket,
             self.policies,
+            self.catch_up,
             self.extra_config
         );
         let file = dir.join("aurad.toml");

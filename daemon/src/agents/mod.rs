@@ -27,7 +27,7 @@ pub use analysis::AnalysisAgent;
 pub use audit::AuditAgent;
 pub use learning::LearningAgent;
 pub use monitor::MonitorAgent;
-pub use orchestrator::{OrchestratorAgent, control_run, start_audit};
+pub use orchestrator::{OrchestratorAgent, control_run, start_audit, start_audit_with};
 pub use policy::PolicyAgent;
 pub use remediation::RemediationAgent;
 pub use report::ReportAgent;

@@ -224,6 +224,16 @@ pub async fn start_audit(
     req: StartAudit,
     requested_by: Requester,
 ) -> Result<RunId, ApiError> {
+    start_audit_with(svc, req, requested_by, Priority::Normal).await
+}
+
+/// [`start_audit`] with the priority its step messages travel at.
+pub async fn start_audit_with(
+    svc: &Services,
+    req: StartAudit,
+    requested_by: Requester,
+    priority: Priority,
+) -> Result<RunId, ApiError> {
     let registry = svc.catalog.targets();
     let policies = svc.catalog.policies();
     let mut names: Vec<String> = Vec::new();
@@ -362,7 +372,10 @@ pub async fn start_audit(
         &*svc.bus,
         AgentKind::Orchestrator,
         &OrchestratorMsg::Start { run: id },
-        Meta::correlated(correlation(id)),
+        Meta {
+            priority,
+            ..Meta::correlated(correlation(id))
+        },
     )
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
