@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aura_proto::wire::{Reply, RequestBody, StartAudit};
+use aura_proto::wire::{Delta, Reply, RequestBody, Snapshot, StartAudit, Subscription, Update};
 use aura_tests::Setup;
 use aura_tests::fake_llm::{Action, FakeLlm};
 
@@ -77,12 +77,19 @@ async fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = loop {
+    let mut client = loop {
         if let Ok(c) = aura::client::Client::connect(&socket).await {
             break c;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // Progress arrives pushed, as `aura audit run --wait` sees it: the finish is timed
+    // exactly and no polling adds daemon work.
+    let mut updates = client.take_updates().unwrap();
+    client
+        .request(RequestBody::Subscribe(Subscription::Audits))
+        .await
+        .unwrap();
     let pid = daemon.id();
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
@@ -94,17 +101,30 @@ async fn main() {
         Reply::AuditStarted { run } => run,
         other => panic!("{other:?}"),
     };
-    let detail = loop {
-        if let Ok(Reply::Audit(d)) = client.request(RequestBody::GetAudit { run }).await
-            && d.summary.state.is_finished()
+    loop {
+        let summaries = match updates.recv().await.unwrap() {
+            Update::Snapshot {
+                state: Snapshot::Audits(list),
+                ..
+            } => list,
+            Update::Delta {
+                delta: Delta::Audit(a),
+                ..
+            } => vec![a],
+            _ => continue,
+        };
+        if summaries
+            .iter()
+            .any(|a| a.run == run && a.state.is_finished())
         {
-            break d;
+            break;
         }
-        // Polling is daemon work too; keep it light next to 2,000 attempts.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
     let wall = started.elapsed();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let Ok(Reply::Audit(detail)) = client.request(RequestBody::GetAudit { run }).await else {
+        panic!("no audit detail for run {run}");
+    };
     let peak = peak_rss_mib(pid);
     assert_eq!(detail.summary.attempts_done as usize, ATTEMPTS);
     assert_eq!(llm.count(), ATTEMPTS);
@@ -121,6 +141,18 @@ async fn main() {
             buckets.iter().take(40).collect::<Vec<_>>()
         );
     }
+    // Where the time over the floor goes: before the first request (planning), between
+    // waves (recording each answer before its slot is reused), after the last answer
+    // (verdicts, report).
+    let mut at: Vec<Instant> = llm.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    let first = at[0].saturating_duration_since(started);
+    let tail = (started + wall).saturating_duration_since(at[at.len() - 1] + LATENCY);
+    eprintln!(
+        "first request {:.1} ms after the start; finished {:.1} ms after the last answer",
+        first.as_secs_f64() * 1e3,
+        tail.as_secs_f64() * 1e3
+    );
     let floor = LATENCY.as_secs_f64() * ATTEMPTS as f64 / CONCURRENCY as f64;
     println!(
         "| attempts | concurrency | answer latency | wall time | floor | over floor | daemon CPU per attempt | daemon peak RSS | most in flight at the server |"
