@@ -523,3 +523,68 @@ async fn concurrency_bounds_what_the_server_has_in_flight() {
     assert!((2..=3).contains(&a), "{a} in flight with concurrency 3");
     assert_eq!(b, 1, "the run asked for one at a time");
 }
+
+/// The case exactly: `rpm: 60` and 30 attempts all ready at once, through the
+/// daemon's traffic layer (limiter, HTTP target) to a real server, on a paused clock so
+/// the half minute passes at once. The server's own clock (the paused one) sees at most
+/// 60 requests in any minute, spread over the 29 seconds the limit implies.
+#[tokio::test(start_paused = true)]
+async fn rpm_60_over_30_attempts_never_exceeds_the_minute_at_the_server() {
+    use aurad::evidence::Digest;
+    use aurad::provider::{Provider, TrafficConfig};
+    use aurad::targets::{ChatMessage, ChatRequest, OpenAiTarget};
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let llm = {
+        let seen = seen.clone();
+        FakeLlm::start(move |_| {
+            seen.lock()
+                .unwrap()
+                .push(tokio::time::Instant::now().into_std());
+            Action::chat("Paris is the capital of France.")
+        })
+        .await
+    };
+    // Long timeouts: a paused clock jumps to the next timer whenever the runtime idles.
+    let target =
+        OpenAiTarget::direct(&llm.url(), "m", None, Duration::from_secs(3600), 1 << 20).unwrap();
+    let traffic = TrafficConfig {
+        concurrency: 30,
+        rpm: Some(60),
+        tpm: None,
+        retries: 0,
+        breaker_threshold: 5,
+        breaker_cooldown: Duration::from_secs(30),
+        backoff_initial: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(10),
+        max_tokens: 50,
+    };
+    let provider = Arc::new(Provider::new(
+        Arc::new(target),
+        traffic,
+        Digest::of(b"rpm-test"),
+        None,
+    ));
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let p = provider.clone();
+        calls.push(tokio::spawn(async move {
+            let req = ChatRequest {
+                messages: vec![ChatMessage::user(format!("Question {i}"))],
+            };
+            let digest = p.request_digest(&req, 0);
+            p.call(&req, &digest, false).await
+        }));
+    }
+    for c in calls {
+        assert!(c.await.unwrap().is_ok());
+    }
+    let times = seen.lock().unwrap().clone();
+    assert_eq!(times.len(), 30);
+    assert!(max_in_window(&times, Duration::from_secs(60)) <= 60);
+    // Smooth, not a burst of 30 then silence: about one a second.
+    let per_second = max_in_window(&times, Duration::from_secs(1));
+    assert!(per_second <= 2, "{per_second} requests in one second");
+    let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    assert!(span >= Duration::from_secs(28), "all 30 within {span:?}");
+}

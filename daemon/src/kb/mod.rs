@@ -111,6 +111,8 @@ pub trait KnowledgeStore: Send + Sync + 'static {
 
 /// Cosine distance for unit vectors: `1 - a·b`. Every vector is normalised before it
 /// enters the index or a query, so this is exact and half the work of `DistCosine`.
+/// (anndists' `DistDot` asserts `a·b <= 1`, which float rounding breaks for a vector and
+/// itself: a panic in the daemon. This clamps.)
 #[derive(Default, Clone, Copy)]
 pub struct UnitDot;
 
