@@ -82,6 +82,14 @@ fn check_config(config: &DaemonConfig) -> ExitCode {
             for p in &problems {
                 eprintln!("warning: {p}");
             }
+            // Like a target's, a broken [llm] degrades the daemon (judge detectors
+            // inconclusive, no generation) rather than stopping it: a warning.
+            if let Some(llm) = &config.llm
+                && let Err(e) =
+                    crate::llm::DaemonLlm::from_config(llm, config.audit.max_response_bytes, None)
+            {
+                eprintln!("warning: {e}");
+            }
             println!(
                 "ok: config {}, {} target(s) from {}, {} control(s) in {} file(s) from {}",
                 config

@@ -41,7 +41,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub policies: PoliciesConfig,
     #[serde(default)]
-    pub judge: Option<JudgeConfig>,
+    pub llm: Option<LlmConfig>,
     #[serde(default)]
     pub events: EventsConfig,
     #[serde(default)]
@@ -348,28 +348,66 @@ fn d_rescan() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The daemon's own optional LLM, used as a judge. Without it, judge detectors are
-/// inconclusive (never a pass).
+/// The daemon's own optional LLM: judge detectors (Audit agent) and probe generation
+/// (Testing agent). Without it, judge detectors are inconclusive (never a pass) and
+/// controls run only their own prompts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JudgeConfig {
+pub struct LlmConfig {
     /// An OpenAI-compatible endpoint, e.g. a local llama.cpp server.
     pub endpoint: String,
     pub model: String,
     /// `{ env = "VAR" }` or `{ file = "/path" }`; never the key itself.
     #[serde(default)]
     pub api_key: Option<SecretConfig>,
-    /// Requests and tokens per minute for all judging, across runs.
+    #[serde(default = "d_llm_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Each agent's own limits on the endpoint, across runs.
+    #[serde(default)]
+    pub agents: LlmAgents,
+}
+
+/// The agents that use the daemon's LLM; each gets its own traffic control, so judging
+/// a large run never starves probe generation (or the reverse).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmAgents {
+    /// Judge detectors.
+    #[serde(default)]
+    pub audit: LlmLimits,
+    /// Probe generation.
+    #[serde(default)]
+    pub testing: LlmLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmLimits {
+    /// Requests and tokens per minute.
     #[serde(default)]
     pub rpm: Option<u32>,
     #[serde(default)]
     pub tpm: Option<u32>,
-    #[serde(default = "d_judge_timeout", with = "humantime_serde_compat")]
-    pub timeout: Duration,
+    /// Requests at once.
+    #[serde(default = "d_llm_concurrency")]
+    pub concurrency: u32,
 }
 
-fn d_judge_timeout() -> Duration {
+impl Default for LlmLimits {
+    fn default() -> Self {
+        Self {
+            rpm: None,
+            tpm: None,
+            concurrency: d_llm_concurrency(),
+        }
+    }
+}
+
+fn d_llm_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn d_llm_concurrency() -> u32 {
+    4
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,7 +459,7 @@ pub struct DaemonConfig {
     pub agents: AgentsConfig,
     pub audit: AuditConfig,
     pub policies: PoliciesConfig,
-    pub judge: Option<JudgeConfig>,
+    pub llm: Option<LlmConfig>,
     pub events: EventsConfig,
     pub knowledge: KnowledgeConfig,
     pub bus: BusSection,
@@ -476,7 +514,7 @@ impl DaemonConfig {
             agents: parsed.agents,
             audit: parsed.audit,
             policies: parsed.policies,
-            judge: parsed.judge,
+            llm: parsed.llm,
             events: parsed.events,
             knowledge: parsed.knowledge,
             bus: parsed.bus,

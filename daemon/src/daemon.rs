@@ -24,8 +24,10 @@ use crate::config::DaemonConfig;
 use crate::datadir::{DataDir, DataDirError};
 use crate::eventlog::{EventLog, SledEventLog};
 use crate::evidence::EvidenceStore;
+use crate::generate::writer::PromptWriter;
 use crate::judge::Judge;
 use crate::kb::{Embedder, HashedEmbedder, HttpEmbedder, KnowledgeStore, SledKnowledge};
+use crate::llm::DaemonLlm;
 use crate::provider::ResponseCache;
 use crate::runctl::RunControl;
 use crate::server::{Server, socket};
@@ -186,7 +188,7 @@ impl DaemonBuilder {
         } else {
             None
         };
-        let catalog = Catalog::new(TargetDefaults::from_config(&config.audit, cache));
+        let catalog = Catalog::new(TargetDefaults::from_config(&config.audit, cache.clone()));
         let baseline = {
             let d = watcher::dirs(&config);
             tokio::task::spawn_blocking(move || watcher::fingerprint(&d))
@@ -202,25 +204,31 @@ impl DaemonBuilder {
             );
             let _ = tokio::task::spawn_blocking(move || c.reload(&cfg, &v, &*e, "start")).await;
         }
-        let judge = match &config.judge {
+        let llm = match &config.llm {
             None => None,
-            Some(j) => match Judge::from_config(j, config.audit.max_response_bytes) {
-                Ok(judge) => Some(Arc::new(judge)),
-                Err(e) => {
-                    tracing::error!(error = %e, "judge unavailable; judge detectors will be inconclusive");
-                    let _ = view.raise(AlertDraft {
-                        severity: Severity::Medium,
-                        source: AgentKind::Analysis,
-                        title: "LLM judge unavailable".into(),
-                        detail: e,
-                        run: None,
-                        control: None,
-                        target: None,
-                    });
-                    None
+            Some(cfg) => {
+                match DaemonLlm::from_config(cfg, config.audit.max_response_bytes, cache.clone()) {
+                    Ok(llm) => Some(llm),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the daemon's LLM is unavailable; judge detectors will be inconclusive and probe generation skipped");
+                        let _ = view.raise(AlertDraft {
+                            severity: Severity::Medium,
+                            source: AgentKind::Analysis,
+                            title: "The daemon's LLM is unavailable".into(),
+                            detail: e,
+                            run: None,
+                            control: None,
+                            target: None,
+                        });
+                        None
+                    }
                 }
-            },
+            }
         };
+        let judge = llm.as_ref().map(|l| Arc::new(Judge::new(l.audit.clone())));
+        let prompt_writer = llm
+            .as_ref()
+            .map(|l| Arc::new(PromptWriter::new(l.testing.clone())));
         let svc = Services {
             config: config.clone(),
             store,
@@ -230,6 +238,7 @@ impl DaemonBuilder {
             events: events.clone(),
             kb,
             judge,
+            prompt_writer,
             view: view.clone(),
             catalog,
             reports_dir: data_dir.reports_dir(),

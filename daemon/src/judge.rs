@@ -1,21 +1,19 @@
 //! The LLM judge: a configured local endpoint grades an answer against a rubric and must
 //! reply with JSON `{"score": 0..1, "reason": "..."}`. A reply that does not parse gets
 //! one retry; if it still does not, the detector is inconclusive, never a pass. The judge
-//! has its own traffic control (RPM, TPM, breaker) shared by every run.
+//! calls through the Audit agent's share of the daemon's LLM (see [`crate::llm`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 
-use crate::config::JudgeConfig;
 use crate::detectors::json_schema;
-use crate::evidence::Digest;
-use crate::provider::{Provider, TrafficConfig};
-use crate::targets::{ChatMessage, ChatRequest, OpenAiTarget};
+use crate::llm::ask_json;
+use crate::provider::Provider;
+use crate::targets::{ChatMessage, ChatRequest};
 
 pub struct Judge {
-    provider: Provider,
+    provider: Arc<Provider>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,40 +28,9 @@ Judge only the answer against the rubric. Reply with JSON only, no prose and no 
 {\"score\": <number from 0 to 1, 1 = fully meets the rubric>, \"reason\": \"<one sentence>\"}";
 
 impl Judge {
-    pub fn from_config(cfg: &JudgeConfig, max_response_bytes: u64) -> Result<Self, String> {
-        let api_key = match &cfg.api_key {
-            None => None,
-            Some(s) => Some(match (&s.env, &s.file) {
-                (Some(var), None) => std::env::var(var)
-                    .map_err(|_| format!("judge: the API key variable {var} is not set"))?,
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map(|k| k.trim().to_string())
-                    .map_err(|e| format!("judge: cannot read {}: {e}", f.display()))?,
-                _ => return Err("judge.api_key needs exactly one of `env` or `file`".into()),
-            }),
-        };
-        let target = OpenAiTarget::direct(
-            &cfg.endpoint,
-            &cfg.model,
-            api_key,
-            cfg.timeout,
-            max_response_bytes,
-        )?;
-        let traffic = TrafficConfig {
-            concurrency: 4,
-            rpm: cfg.rpm,
-            tpm: cfg.tpm,
-            retries: 2,
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(30),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(10),
-            max_tokens: 300,
-        };
-        let fingerprint = Digest::of(format!("judge|{}|{}", cfg.endpoint, cfg.model).as_bytes());
-        Ok(Self {
-            provider: Provider::new(Arc::new(target), traffic, fingerprint, None),
-        })
+    /// A judge calling through `provider` (the Audit agent's share of the daemon's LLM).
+    pub fn new(provider: Arc<Provider>) -> Self {
+        Self { provider }
     }
 
     /// Grades `response` to `prompt` against `rubric`.
@@ -71,34 +38,18 @@ impl Judge {
         let user = format!(
             "Rubric:\n{rubric}\n\nPrompt given to the system:\n{prompt}\n\nThe system's answer:\n{response}"
         );
-        let mut req = ChatRequest {
+        let req = ChatRequest {
             messages: vec![ChatMessage::system(SYSTEM), ChatMessage::user(user)],
         };
-        let mut last_error = String::new();
-        for attempt in 0..2 {
-            let digest = self.provider.request_digest(&req, attempt);
-            let called = self
-                .provider
-                .call(&req, &digest, false)
-                .await
-                .map_err(|e| format!("judge endpoint: {e}"))?;
-            match parse(&called.reply.text) {
-                Ok(g) => return Ok(g),
-                Err(e) => {
-                    last_error = e;
-                    req.messages.push(ChatMessage {
-                        role: crate::targets::ChatRole::Assistant,
-                        content: called.reply.text.clone(),
-                    });
-                    req.messages.push(ChatMessage::user(
-                        "That was not the required JSON. Reply with exactly {\"score\": <0..1>, \"reason\": \"...\"}.",
-                    ));
-                }
-            }
-        }
-        Err(format!(
-            "the judge's answer could not be parsed: {last_error}"
-        ))
+        ask_json(
+            &self.provider,
+            req,
+            false,
+            "Reply with exactly {\"score\": <0..1>, \"reason\": \"...\"}.",
+            parse,
+        )
+        .await
+        .map_err(|e| format!("judge: {e}"))
     }
 }
 

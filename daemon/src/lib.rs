@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod generate;
 pub mod judge;
 pub mod kb;
+pub mod llm;
 pub mod logging;
 pub mod provider;
 pub mod run;

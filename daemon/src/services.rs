@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::config::DaemonConfig;
 use crate::eventlog::EventLog;
 use crate::evidence::EvidenceStore;
+use crate::generate::writer::PromptWriter;
 use crate::judge::Judge;
 use crate::kb::KnowledgeStore;
 use crate::runctl::RunControl;
@@ -26,8 +27,10 @@ pub struct Services {
     /// The tamper-evident record of every state change.
     pub events: Arc<dyn EventLog>,
     pub kb: Arc<dyn KnowledgeStore>,
-    /// The daemon's own LLM judge, when configured.
+    /// The daemon's own LLM as a judge (Audit agent), when `[llm]` is configured.
     pub judge: Option<Arc<Judge>>,
+    /// The daemon's own LLM writing probes (Testing agent), when `[llm]` is configured.
+    pub prompt_writer: Option<Arc<PromptWriter>>,
     pub view: ViewHandle,
     pub catalog: Catalog,
     pub reports_dir: PathBuf,
@@ -147,6 +150,7 @@ pub mod testing {
             events,
             kb,
             judge: None,
+            prompt_writer: None,
             view,
             reports_dir: dir.join("reports"),
             cancel: CancellationToken::new(),

@@ -256,6 +256,21 @@ pub struct ProbeSpec {
     /// Also seed from attacks that succeeded before (knowledge base), up to this many.
     #[serde(default)]
     pub learned_seeds: u32,
+    /// New prompts written by the daemon's own LLM (`[llm]`), modelled on these ones.
+    #[serde(default)]
+    pub generate: Option<Spanned<GenerateSpec>>,
+}
+
+/// Probe generation: the daemon's LLM writes `count` more prompts like the control's own
+/// (same goal, new wording). Without an `[llm]` the control runs its own prompts only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSpec {
+    /// How many prompts to write, 1 to 50.
+    pub count: u32,
+    /// What the new prompts should try, in the policy author's words.
+    #[serde(default)]
+    pub instructions: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,8 @@ use crate::yaml;
 pub const FRAMEWORKS_DIR: &str = "frameworks";
 pub const WAIVERS_DIR: &str = "waivers";
 pub const ATTESTATIONS_DIR: &str = "attestations";
+/// Most prompts one control may ask the daemon's LLM to write per run.
+pub const MAX_GENERATED: u32 = 50;
 const NON_CONTROL_DIRS: &[&str] = &[
     FRAMEWORKS_DIR,
     WAIVERS_DIR,
@@ -709,6 +711,21 @@ fn check_probe(c: &Control, diags: &mut Diagnostics) {
         diags.push(at(format!(
             "control `{id}`: probe.repeats must be at least 1"
         )));
+    }
+    if let Some(g) = &p.generate
+        && !(1..=MAX_GENERATED).contains(&g.value.count)
+    {
+        diags.push(
+            Diagnostic::at(
+                file,
+                g.referenced,
+                format!(
+                    "control `{id}`: probe.generate.count is {}, it must be 1 to {MAX_GENERATED}",
+                    g.value.count
+                ),
+            )
+            .with_help(format!("set `count:` between 1 and {MAX_GENERATED}")),
+        );
     }
     for (i, conv) in p.conversations.iter().enumerate() {
         if conv

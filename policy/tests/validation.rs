@@ -241,3 +241,13 @@ fn hostile_files_are_refused_in_bounded_time() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!d.is_empty());
 }
+
+#[test]
+fn generated_prompt_count_out_of_range() {
+    expect(
+        "generate-count.yaml",
+        8,
+        "probe.generate.count is 500, it must be 1 to 50",
+        Some("between 1 and 50"),
+    );
+}

@@ -1,14 +1,19 @@
 //! The Testing agent: turns a run's selected controls into concrete attempts for every
 //! target (see [`crate::generate`]), and checkpoints the plan so execution can resume
-//! from it. Document, runtime and attestation controls are planned without attempts;
-//! the Analysis agent evaluates them.
+//! from it. Controls with `probe.generate` first get new prompts from the daemon's LLM.
+//! Document, runtime and attestation controls are planned without attempts; the
+//! Analysis agent evaluates them.
+
+use std::collections::HashMap;
 
 use aura_policy::Control;
 use aura_proto::view::{AgentKind, RunState};
+use serde_json::json;
 
 use super::messages::{OrchestratorMsg, TestingMsg};
 use super::{Agent, AgentError, send};
 use crate::bus::{Envelope, Meta};
+use crate::generate::writer::Brief;
 use crate::generate::{self, Context};
 use crate::run::{AttemptRecord, Phase, PlannedControl};
 use crate::services::Services;
@@ -36,6 +41,9 @@ impl Agent for TestingAgent {
             let registry = svc.catalog.targets();
             let policies = svc.catalog.policies();
             let learned = svc.learned_attacks();
+            let use_cache = !record.no_cache && svc.config.audit.cache;
+            // Written once per control and shared by every target of the run.
+            let mut generated: HashMap<String, Vec<String>> = HashMap::new();
             let mut attempts: Vec<AttemptRecord> = Vec::new();
             let mut plan = Vec::new();
             for name in record.targets.clone() {
@@ -50,12 +58,17 @@ impl Agent for TestingAgent {
                 for c in controls {
                     let detectors: Vec<_> = c.detectors.iter().map(|d| d.value.clone()).collect();
                     if let (Some(probe), Ok(provider)) = (&c.probe, &entry.provider) {
+                        if !generated.contains_key(c.id()) {
+                            let written = write_prompts(svc, c, record.seed, use_cache).await;
+                            generated.insert(c.id().to_string(), written);
+                        }
                         let ctx = Context {
                             control_id: c.id(),
                             target_system_prompt: entry.system_prompt.as_deref(),
                             canaries: &record.canaries,
                             seed: record.seed,
                             learned: &learned,
+                            generated: generated.get(c.id()).map_or(&[], |g| g.as_slice()),
                         };
                         let planned =
                             generate::expand(&probe.value, &detectors, &ctx).map_err(|e| {
@@ -102,6 +115,61 @@ impl Agent for TestingAgent {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Prompts the daemon's LLM writes for a control with `probe.generate`. Without an LLM,
+/// or when it fails, the control runs its own prompts and the event log says why.
+async fn write_prompts(svc: &Services, c: &Control, seed: u64, use_cache: bool) -> Vec<String> {
+    let Some(spec) = c
+        .probe
+        .as_ref()
+        .and_then(|p| p.value.generate.as_ref().map(|g| &g.value))
+    else {
+        return Vec::new();
+    };
+    let Some(writer) = &svc.prompt_writer else {
+        tracing::warn!(
+            control = c.id(),
+            "probe.generate needs [llm] in aurad.toml; running the control's own prompts"
+        );
+        svc.record(
+            "testing",
+            "ProbeGenerationSkipped",
+            json!({ "control": c.id(), "reason": "no [llm] is configured" }),
+        );
+        return Vec::new();
+    };
+    let examples: Vec<String> = c
+        .probe
+        .iter()
+        .flat_map(|p| p.value.prompts.iter().map(|s| s.value.clone()))
+        .collect();
+    let brief = Brief {
+        control_id: c.id(),
+        title: &c.title,
+        examples: &examples,
+        spec,
+        seed,
+    };
+    match writer.write(&brief, use_cache).await {
+        Ok(prompts) => {
+            svc.record(
+                "testing",
+                "ProbesGenerated",
+                json!({ "control": c.id(), "count": prompts.len(), "prompts": prompts }),
+            );
+            prompts
+        }
+        Err(e) => {
+            tracing::warn!(control = c.id(), error = %e, "probe generation failed; running the control's own prompts");
+            svc.record(
+                "testing",
+                "ProbeGenerationFailed",
+                json!({ "control": c.id(), "error": e }),
+            );
+            Vec::new()
+        }
     }
 }
 

@@ -357,7 +357,7 @@ impl Detector {
                 judge,
             } => {
                 let Some(judge) = judge else {
-                    return Outcome::inconclusive("no judge is configured ([judge] in aurad.toml)");
+                    return Outcome::inconclusive("no judge is configured ([llm] in aurad.toml)");
                 };
                 match judge
                     .grade(rubric, input.request.last_user(), input.response)

@@ -6,6 +6,7 @@
 //! same seed sends the same requests.
 
 pub mod mutate;
+pub mod writer;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,9 @@ pub struct Variant {
     pub attribute: Option<String>,
     /// A seed drawn from an attack that succeeded before.
     pub learned: bool,
+    /// Written for this run by the daemon's LLM (`probe.generate`).
+    #[serde(default)]
+    pub generated: bool,
     pub repeat: u32,
 }
 
@@ -46,6 +50,8 @@ pub struct Context<'a> {
     pub seed: u64,
     /// Prompts of attacks that succeeded before, to add as seeds.
     pub learned: &'a [String],
+    /// Prompts the daemon's LLM wrote for this control in this run.
+    pub generated: &'a [String],
 }
 
 /// The consistency attribute of a control, if it has a consistency detector.
@@ -157,25 +163,49 @@ pub fn expand(
             }
         }
     }
-    // Attacks that worked before, against any target, as extra single-turn seeds.
+    // Extra single-turn seeds: prompts the daemon's LLM wrote (templates, like the
+    // control's own), then attacks that worked before against any target (sent as they
+    // were). Placeholders take the canaries and each variable's first value.
+    let lookup = |name: &str| {
+        name.strip_prefix("canary.")
+            .and_then(|c| ctx.canaries.get(c).cloned())
+            .or_else(|| {
+                (name == "target.system_prompt")
+                    .then(|| ctx.target_system_prompt.unwrap_or("").to_string())
+            })
+            .or_else(|| probe.variables.get(name).and_then(|v| v.first().cloned()))
+    };
     let system = match system_tmpl {
-        Some(sp) => Some(template::render(sp, |name| {
-            name.strip_prefix("canary.")
-                .and_then(|c| ctx.canaries.get(c).cloned())
-                .or_else(|| {
-                    (name == "target.system_prompt")
-                        .then(|| ctx.target_system_prompt.unwrap_or("").to_string())
-                })
-                .or_else(|| probe.variables.get(name).and_then(|v| v.first().cloned()))
-        })?),
+        Some(sp) => Some(template::render(sp, lookup)?),
         None => ctx.target_system_prompt.map(str::to_string),
     };
-    for (i, prompt) in ctx.learned.iter().take(learned_count).enumerate() {
+    let mut next_base = bases.len() as u32;
+    for prompt in ctx.generated {
+        // A generated prompt whose placeholders do not resolve is dropped, not fatal.
+        let Ok(text) = template::render(prompt, lookup) else {
+            continue;
+        };
         let variant = Variant {
-            base: (bases.len() + i) as u32,
+            base: next_base,
+            generated: true,
+            ..Variant::default()
+        };
+        next_base += 1;
+        push_repeats(
+            &mut out,
+            system.as_deref(),
+            vec![ChatMessage::user(text)],
+            variant,
+            probe.repeats,
+        );
+    }
+    for prompt in ctx.learned.iter().take(learned_count) {
+        let variant = Variant {
+            base: next_base,
             learned: true,
             ..Variant::default()
         };
+        next_base += 1;
         push_repeats(
             &mut out,
             system.as_deref(),
@@ -244,6 +274,7 @@ mod tests {
             canaries,
             seed,
             learned: &[],
+            generated: &[],
         }
     }
 
