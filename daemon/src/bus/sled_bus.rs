@@ -474,6 +474,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn acked_messages_leave_the_store_so_it_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let bus = SledBus::open(&db, BusConfig::default(), Committer::start(&db)).unwrap();
+        for round in 0..5 {
+            for i in 0..200 {
+                publish(&bus, "t", &(round * 1000 + i), Meta::default())
+                    .await
+                    .unwrap();
+            }
+            for _ in 0..200 {
+                let d = next(&bus, "t").await;
+                bus.ack(&d).unwrap();
+            }
+            assert_eq!(
+                bus.messages.len(),
+                0,
+                "round {round}: acked messages remain"
+            );
+        }
+        // Reopened, nothing acked comes back.
+        drop(bus);
+        let bus = SledBus::open(&db, BusConfig::default(), Committer::start(&db)).unwrap();
+        assert_eq!(bus.stats("t").depth, 0);
+        publish(&bus, "t", &"fresh", Meta::default()).await.unwrap();
+        assert_eq!(
+            next(&bus, "t").await.envelope.decode::<String>().unwrap(),
+            "fresh"
+        );
+    }
+
+    #[tokio::test]
     async fn unacked_message_is_redelivered_after_the_visibility_timeout() {
         let (_d, bus) = bus(BusConfig {
             visibility_timeout: Duration::from_millis(50),
