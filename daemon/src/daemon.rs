@@ -20,10 +20,10 @@ use crate::aggregator::AlertDraft;
 use crate::aggregator::{self, ViewHandle};
 use crate::bus::{Bus, BusConfig, Meta, SledBus};
 use crate::catalog::Catalog;
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, Overrides};
 use crate::datadir::{DataDir, DataDirError};
 use crate::eventlog::{EventLog, SledEventLog};
-use crate::evidence::EvidenceStore;
+use crate::evidence::{Digest, EvidenceStore};
 use crate::generate::writer::PromptWriter;
 use crate::judge::Judge;
 use crate::kb::{Embedder, HashedEmbedder, HttpEmbedder, KnowledgeStore, SledKnowledge};
@@ -293,6 +293,11 @@ impl DaemonBuilder {
         );
         Ok(Daemon {
             handle: DaemonHandle {
+                config_digest: config
+                    .file
+                    .as_ref()
+                    .and_then(|f| std::fs::read(f).ok())
+                    .map(|b| Digest::of(&b)),
                 svc,
                 shutdown: CancellationToken::new(),
                 socket: socket_path,
@@ -326,6 +331,8 @@ pub struct DaemonHandle {
     svc: Services,
     shutdown: CancellationToken,
     socket: PathBuf,
+    /// The config file as read at start, to notice edits on reload.
+    config_digest: Option<Digest>,
 }
 
 impl DaemonHandle {
@@ -337,6 +344,7 @@ impl DaemonHandle {
     /// Re-reads targets and policies through the Policy agent.
     pub async fn reload(&self, reason: &str) {
         systemd::reloading();
+        self.check_config_file();
         let msg = PolicyMsg::Reload {
             reason: reason.to_string(),
         };
@@ -345,6 +353,51 @@ impl DaemonHandle {
             tracing::error!(error = %e, "could not request a reload");
         }
         systemd::ready("reloaded");
+    }
+
+    /// The daemon's own settings (aurad.toml) are read at start only; a reload that finds
+    /// the file edited says whether the edit is valid and that a restart applies it,
+    /// rather than leaving the operator to think it took effect.
+    fn check_config_file(&self) {
+        let Some(file) = &self.svc.config.file else {
+            return;
+        };
+        let digest = std::fs::read(file).ok().map(|b| Digest::of(&b));
+        if digest == self.config_digest {
+            return;
+        }
+        let shown = file.display().to_string();
+        let (severity, title, detail, valid) =
+            match DaemonConfig::load(Some(file), Overrides::default()) {
+                Err(e) => (
+                    Severity::Medium,
+                    format!("{shown} is invalid; the daemon runs on as started"),
+                    e.to_string(),
+                    false,
+                ),
+                Ok(_) => (
+                    Severity::Low,
+                    format!("{shown} changed; restart aurad to apply it"),
+                    "a reload applies targets and policies; the daemon's own settings are read at start"
+                        .to_string(),
+                    true,
+                ),
+            };
+        tracing::warn!(file = %shown, valid, "{title}: {detail}");
+        self.svc.record(
+            "daemon",
+            "ConfigFileChanged",
+            serde_json::json!({ "file": shown, "valid": valid, "detail": detail }),
+        );
+        let _ = self.svc.view.raise(AlertDraft {
+            severity,
+            source: AgentKind::Policy,
+            title,
+            detail,
+            run: None,
+            control: None,
+            target: None,
+        });
     }
 
     pub fn socket_path(&self) -> &Path {

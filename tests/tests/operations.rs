@@ -203,6 +203,55 @@ async fn a_waiver_reports_waived_with_the_verdict_and_an_expired_one_alerts() {
     assert_eq!(r.controls[0].verdict, Verdict::Fail);
 }
 
+/// A reload applies targets and policies only; an edited aurad.toml is reported (valid:
+/// restart to apply; invalid: named with the reason), never silently ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_reports_an_edited_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        policies: policies_with(dir.path(), &[]),
+        ..Setup::default()
+    };
+    let config = setup.write(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+    let file = d.dir.path().join("aurad.toml");
+    let store = d.handle.services().store.clone();
+    let alert = |needle: &'static str| {
+        let store = store.clone();
+        move || {
+            let found = store
+                .alerts_from(0, 100)
+                .unwrap()
+                .into_iter()
+                .find(|a| a.title.contains(needle));
+            std::future::ready(found)
+        }
+    };
+
+    // Unchanged: a reload says nothing about it.
+    d.handle.reload("test").await;
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{original}\n# a comment\n")).unwrap();
+    d.handle.reload("test").await;
+    let a = wait_for(
+        "the restart alert",
+        T,
+        alert("changed; restart aurad to apply it"),
+    )
+    .await;
+    assert!(a.detail.contains("read at start"), "{}", a.detail);
+    assert_eq!(
+        store.alerts_from(0, 100).unwrap().len(),
+        1,
+        "only the edit is reported"
+    );
+
+    std::fs::write(&file, format!("{original}\n[audit]\ncach = true\n")).unwrap();
+    d.handle.reload("test").await;
+    let a = wait_for("the invalid-file alert", T, alert("is invalid")).await;
+    assert!(a.detail.contains("cach"), "names the bad key: {}", a.detail);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn payloads_past_retention_are_purged_and_verify_as_purged() {
     let setup = Setup {
