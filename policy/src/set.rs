@@ -867,6 +867,27 @@ fn check_target(t: &TargetSpec, diags: &mut Diagnostics) {
     if name.trim().is_empty() {
         diags.push(at("the target name is empty".into()));
     }
+    if !t.pass_env.is_empty() && t.kind != TargetKind::Command {
+        diags.push(at(format!(
+            "target `{name}`: pass_env is for command targets, not {}",
+            t.kind.name()
+        )));
+    }
+    for var in &t.pass_env {
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            diags.push(
+                at(format!(
+                    "target `{name}`: pass_env entry `{var}` is not a variable name"
+                ))
+                .with_help("list names only, e.g. `pass_env: [MODEL_DIR]`; values come from the daemon's environment"),
+            );
+        }
+    }
     if t.concurrency == 0 {
         diags.push(at(format!(
             "target `{name}`: concurrency must be at least 1"

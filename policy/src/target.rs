@@ -92,6 +92,11 @@ pub struct TargetSpec {
     /// `command`: the program and its arguments (no shell); the prompt goes to stdin.
     #[serde(default)]
     pub command: Vec<String>,
+    /// `command`: the daemon's environment variables the program may see, besides
+    /// `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ` and `TMPDIR`. Nothing else is passed, so
+    /// the daemon's own keys never reach the program under audit.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// `transcripts`: a JSONL file or a folder of them; `documents`: a folder.
     #[serde(default)]
     pub path: Option<PathBuf>,

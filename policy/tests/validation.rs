@@ -45,6 +45,30 @@ fn the_valid_fixtures_load() {
     assert_eq!(set.controls.len(), 4);
 }
 
+/// The example targets users copy from must themselves be valid, one of every kind
+/// that talks to a model or reads files.
+#[test]
+fn the_shipped_target_examples_are_valid() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/targets/examples.yaml.disabled");
+    let targets = load_targets(&file).unwrap_or_else(|d| panic!("{d}"));
+    let kinds: std::collections::BTreeSet<&str> = targets.iter().map(|t| t.kind.name()).collect();
+    for kind in [
+        "openai",
+        "anthropic",
+        "http",
+        "command",
+        "transcripts",
+        "documents",
+    ] {
+        assert!(
+            kinds.contains(kind),
+            "no {kind} example in {}",
+            file.display()
+        );
+    }
+}
+
 #[test]
 fn unknown_detector_suggests_the_right_name() {
     expect(
@@ -250,4 +274,35 @@ fn generated_prompt_count_out_of_range() {
         "probe.generate.count is 500, it must be 1 to 50",
         Some("between 1 and 50"),
     );
+}
+
+#[test]
+fn pass_env_is_for_command_targets_and_takes_names_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("api.yaml"),
+        "name: api\nkind: openai\nendpoint: http://127.0.0.1:8080\nmodel: m\npass_env: [HOME]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bot.yaml"),
+        "name: bot\nkind: command\ncommand: [/bin/true]\npass_env: [MODEL_DIR, \"KEY=abc\"]\n",
+    )
+    .unwrap();
+    let diags = load_targets(dir.path()).expect_err("rejected");
+    let shown = diags.to_string();
+    assert!(
+        shown.contains("target `api`: pass_env is for command targets, not openai"),
+        "{shown}"
+    );
+    let bad = diags
+        .iter()
+        .find(|d| {
+            d.message
+                .contains("pass_env entry `KEY=abc` is not a variable name")
+        })
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(bad.file.ends_with("bot.yaml"));
+    assert!(bad.help.as_deref().unwrap_or("").contains("names only"));
+    assert_eq!(diags.len(), 2, "MODEL_DIR is fine: {shown}");
 }

@@ -193,3 +193,56 @@ async fn anthropic_http_and_command_targets_each_pass_an_audit() {
         "{log}"
     );
 }
+
+/// A command target sees only the base variables, the system prompt and what its
+/// `pass_env` lists: not the daemon's other variables (keys among them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_target_sees_only_the_environment_it_is_given() {
+    // Cargo sets both for every test process; the second stands in for a secret.
+    assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("env.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat > /dev/null\nenv > env.log\necho Paris is the capital of France.\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let setup = Setup {
+        targets: vec![(
+            "cmd.yaml".to_string(),
+            format!(
+                "name: local-bot\nkind: command\ncommand: [{:?}]\npass_env: [CARGO_PKG_NAME]\nretries: 0\n",
+                script.display().to_string()
+            ),
+        )],
+        policies: policies_with(
+            dir.path(),
+            &[(
+                "c.yaml",
+                probe(
+                    "K-COMPLY",
+                    &["What is the capital of France?"],
+                    "",
+                    "  - type: refusal\n    expect: comply\n",
+                ),
+            )],
+        ),
+        ..Setup::default()
+    };
+    let config = setup.write(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+    let detail = audit::run_to_end(&d, "local-bot", None).await;
+    assert_eq!(audit::control(&detail, "K-COMPLY").verdict, Verdict::Pass);
+    // The program runs in the folder of its target file.
+    let seen = std::fs::read_to_string(d.dir.path().join("targets/env.log")).unwrap();
+    let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
+    assert!(names.contains(&"PATH"), "{seen}");
+    assert!(names.contains(&"AURA_SYSTEM_PROMPT"), "{seen}");
+    assert!(
+        names.contains(&"CARGO_PKG_NAME"),
+        "passed by pass_env: {seen}"
+    );
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "not passed: {seen}");
+}

@@ -1,5 +1,6 @@
 //! A local program: the prompt on stdin, the answer on stdout. The program gets the
-//! system prompt in `AURA_SYSTEM_PROMPT`, runs without a shell in its own process group,
+//! system prompt in `AURA_SYSTEM_PROMPT` and only the environment variables it is
+//! allowed (`pass_env`), runs without a shell in its own process group,
 //! and is killed with everything it started at the request timeout. Output beyond the
 //! response limit is an error at once.
 
@@ -11,8 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{BoxFuture, ChatReply, ChatRequest, ChatRole, Target, TargetDefaults, TargetError};
 
+/// Always passed to the program, from the daemon's environment, when set.
+const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
 pub struct CommandTarget {
     argv: Vec<String>,
+    /// Variables the program may see (names; values from the daemon's environment).
+    pass_env: Vec<String>,
     cwd: Option<std::path::PathBuf>,
     timeout: Duration,
     max_response_bytes: u64,
@@ -33,6 +39,11 @@ impl CommandTarget {
         }
         Ok(Self {
             argv,
+            pass_env: BASE_ENV
+                .iter()
+                .map(|v| v.to_string())
+                .chain(spec.pass_env.iter().cloned())
+                .collect(),
             cwd: spec.source.parent().map(|p| p.to_path_buf()),
             timeout: spec.timeouts.request,
             max_response_bytes: defaults.max_response_bytes,
@@ -49,6 +60,12 @@ impl CommandTarget {
             .join("\n\n");
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new(&self.argv[0]);
+        cmd.env_clear();
+        for var in &self.pass_env {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
         cmd.args(&self.argv[1..])
             .env("AURA_SYSTEM_PROMPT", system)
             .stdin(Stdio::piped())

@@ -291,6 +291,7 @@ impl TargetRegistry {
                             &spec.proxy,
                             &spec.ca_file,
                             &spec.api_key,
+                            &spec.pass_env,
                             (
                                 spec.rpm,
                                 spec.tpm,
