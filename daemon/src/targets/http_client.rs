@@ -81,6 +81,7 @@ pub async fn send(
         resp.headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok()),
+        std::time::SystemTime::now(),
     );
     let bytes = read_bounded(resp, limit, |e| classify(e, endpoint, timeout)).await?;
     if !status.is_success() {

@@ -164,10 +164,23 @@ impl TargetError {
     }
 }
 
-/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies), capped.
-pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    let secs: u64 = value?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(120)))
+/// The longest `Retry-After` honoured; a server asking for more gets the backoff's
+/// bounded retries instead of stalling an audit for hours.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), measured from `now`
+/// and capped. A date in the past means "now"; anything unreadable is ignored, so the
+/// backoff applies.
+pub fn parse_retry_after(value: Option<&str>, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_CAP))
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -395,4 +408,38 @@ fn build_target(
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, the example of RFC 9110.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after(Some(" 7 "), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after(Some("Sun, 06 Nov 1994 08:49:52 GMT"), now),
+            Some(Duration::from_secs(15))
+        );
+        // A date already past: retry at once; far ahead or huge: capped.
+        assert_eq!(
+            parse_retry_after(Some("Sun, 06 Nov 1994 08:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after(Some("Mon, 07 Nov 1994 08:49:37 GMT"), now),
+            Some(RETRY_AFTER_CAP)
+        );
+        assert_eq!(parse_retry_after(Some("86400"), now), Some(RETRY_AFTER_CAP));
+        // Unreadable or absent: the backoff decides.
+        assert_eq!(parse_retry_after(Some("soon"), now), None);
+        assert_eq!(parse_retry_after(Some("-3"), now), None);
+        assert_eq!(parse_retry_after(None, SystemTime::now()), None);
+    }
 }
