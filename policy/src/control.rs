@@ -359,6 +359,53 @@ pub struct RuntimeSpec {
     /// Only the first turn of each session (e.g. a disclosure check).
     #[serde(default)]
     pub first_turn_only: bool,
+    /// Checks of the log itself, besides the records' content.
+    #[serde(default)]
+    pub integrity: Option<LogIntegrity>,
+}
+
+/// Whether the log is complete, continuous and kept long enough to serve as the
+/// record-keeping evidence auditors ask for (EU AI Act Art 12 and 19, NIST SP 800-53
+/// AU-9). Any problem fails the control, whatever the records' rate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogIntegrity {
+    /// Fields (as the target's `fields` maps them) every record in the window must have,
+    /// not null.
+    #[serde(default)]
+    pub required: Vec<LogField>,
+    /// The longest silence allowed between consecutive records in the window, and since
+    /// the last one: longer means lost records or a broken logging pipeline.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_gap: Option<Duration>,
+    /// How long records must be kept. Decided when the target maps a `sequence` field:
+    /// a log whose first record is not number 0 or 1 lost the ones before it, which is
+    /// a finding if that first record is younger than this.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+/// A part of a transcript record, named as in the target's `fields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogField {
+    Input,
+    Output,
+    Session,
+    Timestamp,
+    Sequence,
+}
+
+impl LogField {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogField::Input => "input",
+            LogField::Output => "output",
+            LogField::Session => "session",
+            LogField::Timestamp => "timestamp",
+            LogField::Sequence => "sequence",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

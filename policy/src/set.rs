@@ -509,6 +509,30 @@ fn check_sections(c: &Control, diags: &mut Diagnostics) {
             ),
         ));
     }
+    if let Some(rt) = &c.runtime
+        && let Some(i) = &rt.value.integrity
+    {
+        let at = |msg: &str, help: &str| {
+            Diagnostic::at(
+                &c.source,
+                rt.referenced,
+                format!("control `{}`: {msg}", c.id()),
+            )
+            .with_help(help.to_string())
+        };
+        if i.required.is_empty() && i.max_gap.is_none() && i.retention.is_none() {
+            diags.push(at(
+                "runtime.integrity checks nothing",
+                "set `required`, `max_gap` or `retention`, or remove `integrity`",
+            ));
+        }
+        if i.max_gap.is_some_and(|g| g.is_zero()) || i.retention.is_some_and(|r| r.is_zero()) {
+            diags.push(at(
+                "runtime.integrity durations must be longer than zero",
+                "write e.g. `max_gap: 6h` or `retention: 183d`",
+            ));
+        }
+    }
     if let Some(doc) = &c.document {
         if doc.value.files.is_empty() {
             diags.push(

@@ -279,6 +279,10 @@ pub struct TranscriptFields {
     pub session: String,
     #[serde(default = "f_time")]
     pub timestamp: String,
+    /// A field numbering the records (1, 2, 3...), if the log has one; with it, missing,
+    /// repeated and reordered records are found (`runtime.integrity`).
+    #[serde(default)]
+    pub sequence: Option<String>,
     /// Further keys passed through as labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -291,6 +295,7 @@ impl Default for TranscriptFields {
             output: f_output(),
             session: f_session(),
             timestamp: f_time(),
+            sequence: None,
             labels: BTreeMap::new(),
         }
     }

@@ -165,6 +165,16 @@ fn threshold_out_of_range() {
 }
 
 #[test]
+fn log_integrity_that_checks_nothing() {
+    expect(
+        "integrity-empty.yaml",
+        6,
+        "runtime.integrity checks nothing",
+        Some("`max_gap`"),
+    );
+}
+
+#[test]
 fn webhook_with_an_inline_credential() {
     expect(
         "webhook-credential.yaml",

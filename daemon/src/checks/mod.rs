@@ -3,6 +3,7 @@
 
 pub mod attestation;
 pub mod documents;
+pub mod log_integrity;
 pub mod transcripts;
 
 use aura_proto::view::{Verdict, VerdictCounts};

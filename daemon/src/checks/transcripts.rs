@@ -1,19 +1,21 @@
 //! Runtime controls over a `transcripts` target: JSONL logs of production conversations.
 //! Each record in the window is judged by the control's detectors; the control fails when
 //! the share of failing records exceeds its rate. A line that is not a JSON record is
-//! skipped and counted, and the rest of the file is still read.
+//! skipped and counted, and the rest of the file is still read. Logs are streamed and
+//! only the window's records are kept, so a log of any size is judged in memory
+//! proportional to its window.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use aura_policy::TargetSpec;
-use aura_policy::control::{Inspect, RuntimeSpec};
+use aura_policy::control::{Inspect, LogField, RuntimeSpec};
 use aura_policy::record::parse_date;
 use aura_proto::view::{Timestamp, Verdict, VerdictCounts};
 use serde_json::Value;
 
-use super::Checked;
+use super::{Checked, log_integrity};
 use crate::detectors::{self, Detector, Input};
 use crate::targets::{ChatMessage, ChatRequest};
 
@@ -24,18 +26,35 @@ pub struct Record {
     pub output: String,
     pub session: Option<String>,
     pub time: Option<Timestamp>,
+    pub sequence: Option<u64>,
+    /// Mapped fields absent, null or unreadable in this record.
+    pub missing: Vec<LogField>,
+    /// Where it is: an index into [`Read::files`] and the line number.
+    pub file: usize,
+    pub line: usize,
 }
 
 /// What reading the log found.
 #[derive(Debug, Default)]
 pub struct Read {
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+    /// The records in the window (and those without a time), in order.
     pub records: Vec<Record>,
-    /// Lines that were not a JSON object with the mapped fields: (file, line number).
-    pub broken: Vec<(PathBuf, usize)>,
+    /// The first record of the log, and the last one before the window: what the
+    /// integrity checks compare the window with.
+    pub first: Option<Record>,
+    pub before_window: Option<Record>,
+    /// Lines that were not a JSON object with the mapped fields.
+    pub broken: usize,
+    /// The first of them: (file, line number).
+    pub first_broken: Option<(PathBuf, usize)>,
 }
 
-/// Reads every `*.jsonl` (or the one file) at the target's path, records in order.
-pub fn read(target: &TargetSpec) -> Result<Read, String> {
+/// Reads every `*.jsonl` (or the one file) at the target's path, in order, keeping the
+/// records at or after `since` (ms since the epoch). Records without a time are kept:
+/// better judged than silently dropped.
+pub fn read(target: &TargetSpec, since: u64) -> Result<Read, String> {
     let path = target
         .path
         .as_ref()
@@ -59,7 +78,8 @@ pub fn read(target: &TargetSpec) -> Result<Read, String> {
     let f = &target.fields;
     let mut out = Read::default();
     for file in files {
-        read_file(&file, f, &mut out)?;
+        read_file(&file, f, since, &mut out)?;
+        out.files.push(file);
     }
     Ok(out)
 }
@@ -80,6 +100,7 @@ fn field(v: &Value, key: &str) -> Option<String> {
 fn read_file(
     file: &Path,
     f: &aura_policy::target::TranscriptFields,
+    since: u64,
     out: &mut Read,
 ) -> Result<(), String> {
     let reader = BufReader::new(
@@ -94,16 +115,53 @@ fn read_file(
         let record = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
             let input = field(&v, &f.input);
             let output = field(&v, &f.output);
-            (input.is_some() || output.is_some()).then(|| Record {
+            if input.is_none() && output.is_none() {
+                return None;
+            }
+            let session = field(&v, &f.session);
+            let time = field(&v, &f.timestamp).and_then(|t| parse_date(&t, false).ok());
+            let sequence = f
+                .sequence
+                .as_ref()
+                .and_then(|k| field(&v, k))
+                .and_then(|n| n.parse().ok());
+            let missing = [
+                (LogField::Input, input.is_none()),
+                (LogField::Output, output.is_none()),
+                (LogField::Session, session.is_none()),
+                (LogField::Timestamp, time.is_none()),
+                (LogField::Sequence, sequence.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(f, absent)| absent.then_some(f))
+            .collect();
+            Some(Record {
                 input: input.unwrap_or_default(),
                 output: output.unwrap_or_default(),
-                session: field(&v, &f.session),
-                time: field(&v, &f.timestamp).and_then(|t| parse_date(&t, false).ok()),
+                session,
+                time,
+                sequence,
+                missing,
+                file: out.files.len(),
+                line: i + 1,
             })
         });
         match record {
-            Some(r) => out.records.push(r),
-            None => out.broken.push((file.to_path_buf(), i + 1)),
+            Some(r) => {
+                if out.first.is_none() {
+                    out.first = Some(r.clone());
+                }
+                if r.time.is_some_and(|t| t.0 < since) {
+                    out.before_window = Some(r);
+                } else {
+                    out.records.push(r);
+                }
+            }
+            None => {
+                out.broken += 1;
+                out.first_broken
+                    .get_or_insert_with(|| (file.to_path_buf(), i + 1));
+            }
         }
     }
     Ok(())
@@ -116,9 +174,10 @@ pub async fn evaluate(
     target: &TargetSpec,
     now: Timestamp,
 ) -> Checked {
+    let since = now.0.saturating_sub(spec.window.as_millis() as u64);
     let read = match tokio::task::spawn_blocking({
         let t = target.clone();
-        move || read(&t)
+        move || read(&t, since)
     })
     .await
     {
@@ -126,15 +185,10 @@ pub async fn evaluate(
         Ok(Err(e)) => return Checked::new(Verdict::Error, e),
         Err(e) => return Checked::new(Verdict::Error, format!("reading the log failed: {e}")),
     };
-    let since = now.0.saturating_sub(spec.window.as_millis() as u64);
     let mut seen_sessions = BTreeSet::new();
     let mut counts = VerdictCounts::default();
     let mut first_failure = None;
     for r in &read.records {
-        // Records without a time are judged: better counted than silently dropped.
-        if r.time.is_some_and(|t| t.0 < since) {
-            continue;
-        }
         if spec.first_turn_only {
             let Some(s) = &r.session else { continue };
             if !seen_sessions.insert(s.clone()) {
@@ -177,15 +231,13 @@ pub async fn evaluate(
         }
     }
     let judged = counts.pass + counts.fail;
-    let broken = if read.broken.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; {} unreadable line(s) skipped (first: {}:{})",
-            read.broken.len(),
-            read.broken[0].0.display(),
-            read.broken[0].1
-        )
+    let broken = match &read.first_broken {
+        None => String::new(),
+        Some((file, line)) => format!(
+            "; {} unreadable line(s) skipped (first: {}:{line})",
+            read.broken,
+            file.display()
+        ),
     };
     let mut out = if judged == 0 {
         Checked::new(
@@ -216,5 +268,58 @@ pub async fn evaluate(
         }
     };
     out.counts = counts;
+    if let Some(integrity) = &spec.integrity {
+        let found = log_integrity::check(integrity, &read, target.fields.sequence.is_some(), now);
+        if !found.problems.is_empty() {
+            out.verdict = Verdict::Fail;
+            out.detail = format!("{}; {}", found.summary(), out.detail);
+        }
+        for note in found.notes {
+            out.detail.push_str(&format!("; {note}"));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_windows_records_are_kept_and_broken_lines_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("chat.jsonl"),
+            concat!(
+                r#"{"timestamp":"2026-11-01T08:00:00Z","input":"old","output":"a"}"#,
+                "\n",
+                r#"{"input":"cut off in the mid"#,
+                "\n",
+                r#"{"timestamp":"2026-11-01T10:00:00Z","input":"new","output":"b"}"#,
+                "\n",
+                "\n",
+                r#"{"unmapped":"no input or output"}"#,
+                "\n",
+                r#"{"input":"untimed","output":"c"}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "name: logs\nkind: transcripts\npath: chat.jsonl\n",
+        )
+        .unwrap();
+        let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
+        let since = parse_date("2026-11-01T09:00:00Z", false).unwrap().0;
+        let read = read(&target, since).unwrap();
+        let inputs: Vec<&str> = read.records.iter().map(|r| r.input.as_str()).collect();
+        assert_eq!(inputs, ["new", "untimed"]);
+        assert_eq!(read.broken, 2);
+        assert_eq!(
+            read.first_broken,
+            Some((dir.path().join("chat.jsonl"), 2)),
+            "line numbers count from 1 and include blank lines"
+        );
+    }
 }
