@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::detector::DetectorSpec;
+use crate::field_path::FieldPath;
 use crate::mutator::Mutator;
 use crate::target::{RiskTier, TargetKind, TargetSpec, duration, opt_duration};
 
@@ -293,10 +294,11 @@ pub enum TurnRole {
 pub struct DocumentSpec {
     /// File names or globs (`*`, `?`) relative to the folder; at least one must match.
     pub files: Vec<String>,
-    /// Keys that must be present and non-empty (front matter, YAML or JSON; dots for
-    /// nested keys, e.g. `evaluation.results`).
+    /// Fields that must be present and non-empty (front matter, YAML or JSON; dots for
+    /// nested keys, `[]` for every item of a list: `evaluation.results`,
+    /// `risks[].owner`).
     #[serde(default)]
-    pub required_fields: Vec<String>,
+    pub required_fields: Vec<FieldPath>,
     /// Markdown headings that must be present (case-insensitive).
     #[serde(default)]
     pub required_headings: Vec<String>,
@@ -318,7 +320,7 @@ pub struct DocumentSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldConstraint {
-    pub field: String,
+    pub field: FieldPath,
     #[serde(default)]
     pub min: Option<f64>,
     #[serde(default)]
@@ -328,6 +330,20 @@ pub struct FieldConstraint {
     /// Every one of these must appear in the field's list.
     #[serde(default)]
     pub contains_all: Vec<String>,
+    /// The field is a date no older than this, e.g. `90d` for a review date.
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub max_age: Option<Duration>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => crate::target::ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod coverage;
 pub mod crosswalk;
 pub mod detector;
 pub mod diagnostic;
+pub mod field_path;
 pub mod mutator;
 pub mod record;
 pub mod schedule;

@@ -549,6 +549,7 @@ fn check_sections(c: &Control, diags: &mut Diagnostics) {
                 && con.max.is_none()
                 && con.equals.is_none()
                 && con.contains_all.is_empty()
+                && con.max_age.is_none()
             {
                 diags.push(
                     Diagnostic::at(
@@ -560,7 +561,7 @@ fn check_sections(c: &Control, diags: &mut Diagnostics) {
                             con.field
                         ),
                     )
-                    .with_help("give it `min`, `max`, `equals` or `contains_all`"),
+                    .with_help("give it `min`, `max`, `equals`, `contains_all` or `max_age`"),
                 );
             }
         }

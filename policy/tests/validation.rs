@@ -175,6 +175,16 @@ fn log_integrity_that_checks_nothing() {
 }
 
 #[test]
+fn malformed_field_path() {
+    expect(
+        "bad-field-path.yaml",
+        9,
+        "`risks[0].owner` is not a field path",
+        None,
+    );
+}
+
+#[test]
 fn webhook_with_an_inline_credential() {
     expect(
         "webhook-credential.yaml",

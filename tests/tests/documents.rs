@@ -10,9 +10,10 @@ use aura_proto::wire::StartAudit;
 use aura_tests::audit;
 use aura_tests::{Setup, TestDaemon, repo_policies};
 
-/// A copy of the templates (without the README). Their `updated` dates are set to today,
-/// so the freshness limits (90 days for the risk register) test the copy, not the day
-/// the templates were last edited; everything else is as shipped.
+/// A copy of the templates (without the README). Their dates of review (`updated`, each
+/// risk's `review_date`, `last_drill`) are set to today, so the freshness limits (90
+/// days for the risk register) test the copy, not the day the templates were last
+/// edited; everything else is as shipped.
 fn templates_copy(to: &Path) -> PathBuf {
     std::fs::create_dir_all(to).unwrap();
     let today = aurad::format_date(Timestamp::now());
@@ -25,11 +26,17 @@ fn templates_copy(to: &Path) -> PathBuf {
         let text = std::fs::read_to_string(&path).unwrap();
         let refreshed: Vec<String> = text
             .lines()
-            .map(|l| match l.strip_prefix("updated: ") {
-                Some(rest) if rest.len() >= 10 && rest.as_bytes()[4] == b'-' => {
-                    format!("updated: {today}{}", &rest[10..])
-                }
-                _ => l.to_string(),
+            .map(|l| {
+                let body = l.trim_start();
+                let indent = &l[..l.len() - body.len()];
+                ["updated: ", "review_date: ", "last_drill: "]
+                    .iter()
+                    .find_map(|key| {
+                        let rest = body.strip_prefix(key)?;
+                        (rest.len() >= 10 && rest.as_bytes()[4] == b'-')
+                            .then(|| format!("{indent}{key}{today}{}", &rest[10..]))
+                    })
+                    .unwrap_or_else(|| l.to_string())
             })
             .collect();
         let mut out = refreshed.join("\n");
@@ -61,11 +68,40 @@ async fn the_templates_pass_the_document_controls() {
     let good = templates_copy(&dir.path().join("docs"));
     let stale = templates_copy(&dir.path().join("stale-docs"));
     std::fs::remove_file(stale.join("risk-register.yaml")).unwrap();
+    // A register whose second risk lost its owner and whose third was last reviewed
+    // long ago, and a procedure whose last drill is two years old.
+    let neglected = templates_copy(&dir.path().join("neglected-docs"));
+    let register = std::fs::read_to_string(neglected.join("risk-register.yaml")).unwrap();
+    let mut risk = 0;
+    let edited: Vec<String> = register
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("  - id: RISK-") {
+                risk += 1;
+            }
+            match (risk, l.trim_start()) {
+                (2, t) if t.starts_with("owner: ") && l.starts_with("    ") => None,
+                (3, t) if t.starts_with("review_date: ") => {
+                    Some("    review_date: 2024-01-15".to_string())
+                }
+                _ => Some(l.to_string()),
+            }
+        })
+        .collect();
+    std::fs::write(neglected.join("risk-register.yaml"), edited.join("\n")).unwrap();
+    let procedure = neglected.join("oversight-procedure.md");
+    let text = std::fs::read_to_string(&procedure).unwrap();
+    let drill = text
+        .lines()
+        .find(|l| l.starts_with("last_drill: "))
+        .unwrap();
+    std::fs::write(&procedure, text.replace(drill, "last_drill: 2024-06-01")).unwrap();
     let setup = Setup {
         targets: vec![
             docs_target("support-bot-docs", &good, "1.0.0"),
             // The model was upgraded; the documents were not, and one is missing.
             docs_target("upgraded-bot-docs", &stale, "2.0.0"),
+            docs_target("neglected-bot-docs", &neglected, "1.0.0"),
         ],
         ..Setup::default()
     };
@@ -102,6 +138,25 @@ async fn the_templates_pass_the_document_controls() {
         "{}",
         d03.detail
     );
+
+    let run = audit::start(&d, StartAudit::target("neglected-bot-docs", None)).await;
+    let detail = audit::finished(&d, run, std::time::Duration::from_secs(30)).await;
+    let d03 = audit::control(&detail, "AURA-D03");
+    assert_eq!(d03.verdict, Verdict::Fail, "{}", d03.detail);
+    for expected in [
+        "`risks[RISK-002].owner` is missing or empty",
+        "`risks[RISK-003].review_date` is ",
+    ] {
+        assert!(
+            d03.detail.contains(expected),
+            "{expected:?} in {}",
+            d03.detail
+        );
+    }
+    let d06 = audit::control(&detail, "AURA-D06");
+    assert_eq!(d06.verdict, Verdict::Fail, "{}", d06.detail);
+    assert!(d06.detail.contains("`last_drill` is "), "{}", d06.detail);
+    assert_eq!(audit::verdict(&detail, "AURA-D01"), Verdict::Pass);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use aura_policy::control::{CrossCheck, DocumentSpec};
+use aura_policy::control::{CrossCheck, DocumentSpec, FieldConstraint};
 use aura_policy::record::parse_date;
 use aura_policy::{PolicySet, TargetSpec};
 use aura_proto::view::{Timestamp, Verdict};
@@ -99,9 +99,11 @@ fn check(
     problems: &mut Vec<String>,
 ) {
     let n = name(&doc.path);
-    for field in &spec.required_fields {
-        if !present(lookup(&doc.fields, field)) {
-            problems.push(format!("{n}: `{field}` is missing or empty"));
+    for path in &spec.required_fields {
+        for (field, v) in path.resolve(&doc.fields) {
+            if !present(v) {
+                problems.push(format!("{n}: `{field}` is missing or empty"));
+            }
         }
     }
     for h in &spec.required_headings {
@@ -145,40 +147,8 @@ fn check(
         }
     }
     for c in &spec.constraints {
-        let v = lookup(&doc.fields, &c.field);
-        let num = v.and_then(|v| {
-            v.as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        });
-        if let Some(min) = c.min
-            && num.is_none_or(|x| x < min)
-        {
-            problems.push(format!("{n}: `{}` must be at least {min}", c.field));
-        }
-        if let Some(max) = c.max
-            && num.is_none_or(|x| x > max)
-        {
-            problems.push(format!("{n}: `{}` must be at most {max}", c.field));
-        }
-        if let Some(eq) = &c.equals
-            && v != Some(eq)
-        {
-            problems.push(format!("{n}: `{}` must be {eq}", c.field));
-        }
-        if !c.contains_all.is_empty() {
-            let have: Vec<String> = v
-                .and_then(Value::as_array)
-                .map(|a| a.iter().map(scalar).collect())
-                .unwrap_or_default();
-            let missing: Vec<&str> = c
-                .contains_all
-                .iter()
-                .filter(|x| !have.contains(x))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                problems.push(format!("{n}: `{}` lacks {}", c.field, missing.join(", ")));
-            }
+        for (field, v) in c.field.resolve(&doc.fields) {
+            constrain(c, &n, &field, v, world.now, problems);
         }
     }
     for x in &spec.cross_checks {
@@ -254,6 +224,67 @@ fn check(
                     }
                 }
             }
+        }
+    }
+}
+
+/// One constraint on one value (`field` names it, e.g. `risks[RISK-002].review_date`).
+fn constrain(
+    c: &FieldConstraint,
+    n: &str,
+    field: &str,
+    v: Option<&Value>,
+    now: Timestamp,
+    problems: &mut Vec<String>,
+) {
+    let num = v.and_then(|v| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    });
+    if let Some(min) = c.min
+        && num.is_none_or(|x| x < min)
+    {
+        problems.push(format!("{n}: `{field}` must be at least {min}"));
+    }
+    if let Some(max) = c.max
+        && num.is_none_or(|x| x > max)
+    {
+        problems.push(format!("{n}: `{field}` must be at most {max}"));
+    }
+    if let Some(eq) = &c.equals
+        && v != Some(eq)
+    {
+        problems.push(format!("{n}: `{field}` must be {eq}"));
+    }
+    if !c.contains_all.is_empty() {
+        let have: Vec<String> = v
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(scalar).collect())
+            .unwrap_or_default();
+        let missing: Vec<&str> = c
+            .contains_all
+            .iter()
+            .filter(|x| !have.contains(x))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("{n}: `{field}` lacks {}", missing.join(", ")));
+        }
+    }
+    if let Some(max) = c.max_age {
+        match v.map(scalar).map(|d| parse_date(&d, false)) {
+            Some(Ok(t)) => {
+                let age = Duration::from_millis(now.0.saturating_sub(t.0));
+                if age > max {
+                    problems.push(format!(
+                        "{n}: `{field}` is {} days old, more than {}",
+                        age.as_secs() / 86_400,
+                        humantime::format_duration(max)
+                    ));
+                }
+            }
+            Some(Err(e)) => problems.push(format!("{n}: `{field}`: {e}")),
+            None => problems.push(format!("{n}: `{field}` is missing (a date, YYYY-MM-DD)")),
         }
     }
 }
