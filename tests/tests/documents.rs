@@ -11,7 +11,7 @@ use aura_tests::audit;
 use aura_tests::{Setup, TestDaemon, repo_policies};
 
 /// A copy of the templates (without the README). Their dates of review (`updated`, each
-/// risk's `review_date`, `last_drill`) are set to today, so the freshness limits (90
+/// risk's `review_date`, `last_drill`, each system's `last_review`) are set to today, so the freshness limits (90
 /// days for the risk register) test the copy, not the day the templates were last
 /// edited; everything else is as shipped.
 fn templates_copy(to: &Path) -> PathBuf {
@@ -29,14 +29,19 @@ fn templates_copy(to: &Path) -> PathBuf {
             .map(|l| {
                 let body = l.trim_start();
                 let indent = &l[..l.len() - body.len()];
-                ["updated: ", "review_date: ", "last_drill: "]
-                    .iter()
-                    .find_map(|key| {
-                        let rest = body.strip_prefix(key)?;
-                        (rest.len() >= 10 && rest.as_bytes()[4] == b'-')
-                            .then(|| format!("{indent}{key}{today}{}", &rest[10..]))
-                    })
-                    .unwrap_or_else(|| l.to_string())
+                [
+                    "updated: ",
+                    "review_date: ",
+                    "last_drill: ",
+                    "last_review: ",
+                ]
+                .iter()
+                .find_map(|key| {
+                    let rest = body.strip_prefix(key)?;
+                    (rest.len() >= 10 && rest.as_bytes()[4] == b'-')
+                        .then(|| format!("{indent}{key}{today}{}", &rest[10..]))
+                })
+                .unwrap_or_else(|| l.to_string())
             })
             .collect();
         let mut out = refreshed.join("\n");
@@ -69,7 +74,8 @@ async fn the_templates_pass_the_document_controls() {
     let stale = templates_copy(&dir.path().join("stale-docs"));
     std::fs::remove_file(stale.join("risk-register.yaml")).unwrap();
     // A register whose second risk lost its owner and whose third was last reviewed
-    // long ago, and a procedure whose last drill is two years old.
+    // long ago, a procedure whose last drill is two years old, and an inventory entry
+    // without its model hash.
     let neglected = templates_copy(&dir.path().join("neglected-docs"));
     let register = std::fs::read_to_string(neglected.join("risk-register.yaml")).unwrap();
     let mut risk = 0;
@@ -96,6 +102,10 @@ async fn the_templates_pass_the_document_controls() {
         .find(|l| l.starts_with("last_drill: "))
         .unwrap();
     std::fs::write(&procedure, text.replace(drill, "last_drill: 2024-06-01")).unwrap();
+    let inventory = neglected.join("ai-inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let hash = text.lines().find(|l| l.contains("model_hash: ")).unwrap();
+    std::fs::write(&inventory, text.replace(&format!("{hash}\n"), "")).unwrap();
     let setup = Setup {
         targets: vec![
             docs_target("support-bot-docs", &good, "1.0.0"),
@@ -156,6 +166,14 @@ async fn the_templates_pass_the_document_controls() {
     let d06 = audit::control(&detail, "AURA-D06");
     assert_eq!(d06.verdict, Verdict::Fail, "{}", d06.detail);
     assert!(d06.detail.contains("`last_drill` is "), "{}", d06.detail);
+    let d08 = audit::control(&detail, "AURA-D08");
+    assert_eq!(d08.verdict, Verdict::Fail, "{}", d08.detail);
+    assert!(
+        d08.detail
+            .contains("`systems[Example Support Assistant].model_hash` is missing"),
+        "{}",
+        d08.detail
+    );
     assert_eq!(audit::verdict(&detail, "AURA-D01"), Verdict::Pass);
 }
 
