@@ -375,6 +375,10 @@ pub struct RuntimeSpec {
     /// Only the first turn of each session (e.g. a disclosure check).
     #[serde(default)]
     pub first_turn_only: bool,
+    /// Detector types (e.g. `regex`) of which one failing record fails the control,
+    /// whatever `max_rate` allows: a success among attempts that are only counted.
+    #[serde(default)]
+    pub zero_tolerance: Vec<String>,
     /// Checks of the log itself, besides the records' content.
     #[serde(default)]
     pub integrity: Option<LogIntegrity>,

@@ -509,6 +509,26 @@ fn check_sections(c: &Control, diags: &mut Diagnostics) {
             ),
         ));
     }
+    if let Some(rt) = &c.runtime {
+        let have: Vec<&str> = c.detectors.iter().map(|d| d.value.name()).collect();
+        for name in &rt.value.zero_tolerance {
+            if !have.contains(&name.as_str()) {
+                let mut d = Diagnostic::at(
+                    &c.source,
+                    rt.referenced,
+                    format!(
+                        "control `{}`: runtime.zero_tolerance names `{name}`, which is not one of its detectors ({})",
+                        c.id(),
+                        have.join(", ")
+                    ),
+                );
+                if let Some(s) = suggest(name, have.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+        }
+    }
     if let Some(rt) = &c.runtime
         && let Some(i) = &rt.value.integrity
     {

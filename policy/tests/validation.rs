@@ -185,6 +185,16 @@ fn malformed_field_path() {
 }
 
 #[test]
+fn zero_tolerance_names_a_detector_the_control_lacks() {
+    expect(
+        "zero-tolerance-unknown.yaml",
+        6,
+        "runtime.zero_tolerance names `regx`, which is not one of its detectors (injection_attempt, regex)",
+        Some("did you mean `regex`?"),
+    );
+}
+
+#[test]
 fn webhook_with_an_inline_credential() {
     expect(
         "webhook-credential.yaml",

@@ -154,10 +154,15 @@ async fn check_other(svc: &Services, p: &PlannedControl, now: Timestamp) -> Chec
             let Some(spec) = control.runtime.as_ref().map(|r| &r.value) else {
                 return Checked::new(Verdict::Inconclusive, "no runtime section");
             };
-            let detectors: Result<Vec<Detector>, String> = p
+            let detectors: Result<Vec<checks::transcripts::RecordDetector>, String> = p
                 .detectors
                 .iter()
-                .map(|d| Detector::compile(d, svc.judge.clone()))
+                .map(|d| {
+                    Ok(checks::transcripts::RecordDetector {
+                        detector: Detector::compile(d, svc.judge.clone())?,
+                        zero_tolerance: spec.zero_tolerance.iter().any(|z| z == d.name()),
+                    })
+                })
                 .collect();
             match detectors {
                 Ok(ds) => checks::transcripts::evaluate(spec, &ds, &target.spec, now).await,

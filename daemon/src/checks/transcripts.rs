@@ -19,6 +19,12 @@ use super::{Checked, log_integrity};
 use crate::detectors::{self, Detector, Input};
 use crate::targets::{ChatMessage, ChatRequest};
 
+/// A detector judging records, and whether one failure of it fails the control.
+pub struct RecordDetector {
+    pub detector: Detector,
+    pub zero_tolerance: bool,
+}
+
 /// One exchange from the log.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -170,7 +176,7 @@ fn read_file(
 /// Judges the records in the control's window.
 pub async fn evaluate(
     spec: &RuntimeSpec,
-    detectors: &[Detector],
+    detectors: &[RecordDetector],
     target: &TargetSpec,
     now: Timestamp,
 ) -> Checked {
@@ -188,6 +194,9 @@ pub async fn evaluate(
     let mut seen_sessions = BTreeSet::new();
     let mut counts = VerdictCounts::default();
     let mut first_failure = None;
+    // Records failed by a zero-tolerance detector, and the first such failure.
+    let mut intolerable = 0u64;
+    let mut first_intolerable = None;
     for r in &read.records {
         if spec.first_turn_only {
             let Some(s) = &r.session else { continue };
@@ -204,25 +213,31 @@ pub async fn evaluate(
             messages: vec![ChatMessage::user(judged_input)],
         };
         let mut outcomes = Vec::new();
+        let mut intolerable_here = None;
         for d in detectors {
-            let input = Input {
-                request: &request,
-                response: judged_output,
-                latency: Default::default(),
-                tool_calls: &[],
-                canaries: &[],
+            let sides: &[&str] = if spec.inspect == Inspect::Both {
+                &[judged_output, judged_input]
+            } else {
+                &[judged_output]
             };
-            outcomes.push(d.evaluate(input).await);
-            if spec.inspect == Inspect::Both {
+            for response in sides {
                 let input = Input {
                     request: &request,
-                    response: judged_input,
+                    response,
                     latency: Default::default(),
                     tool_calls: &[],
                     canaries: &[],
                 };
-                outcomes.push(d.evaluate(input).await);
+                let outcome = d.detector.evaluate(input).await;
+                if d.zero_tolerance && outcome.verdict == Verdict::Fail {
+                    intolerable_here.get_or_insert_with(|| outcome.note.clone());
+                }
+                outcomes.push(outcome);
             }
+        }
+        if let Some(note) = intolerable_here {
+            intolerable += 1;
+            first_intolerable.get_or_insert(note);
         }
         let (v, note) = detectors::combine(&outcomes);
         counts.add(v);
@@ -268,6 +283,13 @@ pub async fn evaluate(
         }
     };
     out.counts = counts;
+    if let Some(note) = first_intolerable {
+        out.verdict = Verdict::Fail;
+        out.detail = format!(
+            "{intolerable} record(s) failed a zero-tolerance detector (first: {note}); {}",
+            out.detail
+        );
+    }
     if let Some(integrity) = &spec.integrity {
         let found = log_integrity::check(integrity, &read, target.fields.sequence.is_some(), now);
         if !found.problems.is_empty() {
