@@ -243,6 +243,10 @@ pub struct ProbeSpec {
     /// Multi-turn conversations; the last turn must be the user's.
     #[serde(default)]
     pub conversations: Vec<Vec<Turn>>,
+    /// Prompts sent like `prompts`, of which a single successful attack fails the
+    /// control whatever the threshold allows (e.g. sexual content involving minors).
+    #[serde(default)]
+    pub zero_tolerance: Vec<Spanned<String>>,
     /// Values for `{{name}}` placeholders; every combination is tried.
     #[serde(default)]
     pub variables: BTreeMap<String, Vec<String>>,

@@ -746,7 +746,7 @@ fn check_probe(c: &Control, diags: &mut Diagnostics) {
     let (file, id) = (c.source.as_path(), c.id());
     let at = |msg: String| Diagnostic::at(file, p.referenced, msg);
     let p = &p.value;
-    if p.prompts.is_empty() && p.conversations.is_empty() {
+    if p.prompts.is_empty() && p.conversations.is_empty() && p.zero_tolerance.is_empty() {
         diags.push(
             at(format!("control `{id}`: the probe has no prompts"))
                 .with_help("add `prompts:` with at least one prompt"),
@@ -797,6 +797,7 @@ fn check_probe(c: &Control, diags: &mut Diagnostics) {
         .system_prompt
         .iter()
         .chain(p.prompts.iter())
+        .chain(p.zero_tolerance.iter())
         .map(|s| (s.value.as_str(), Some(s.referenced)))
         .chain(
             p.conversations

@@ -32,6 +32,9 @@ pub struct Variant {
     /// Written for this run by the daemon's LLM (`probe.generate`).
     #[serde(default)]
     pub generated: bool,
+    /// From `probe.zero_tolerance`: one success fails the control.
+    #[serde(default)]
+    pub zero_tolerance: bool,
     pub repeat: u32,
 }
 
@@ -89,6 +92,14 @@ pub fn expand(
                 .collect(),
         );
     }
+    // Zero-tolerance prompts come last, so the numbering of the others is unchanged.
+    let zero_tolerance_from = bases.len();
+    bases.extend(
+        probe
+            .zero_tolerance
+            .iter()
+            .map(|p| vec![(ChatRole::User, p.value.as_str())]),
+    );
     let learned_count = probe.learned_seeds as usize;
     let mut out = Vec::new();
     for (base_index, turns) in bases.iter().enumerate() {
@@ -139,6 +150,7 @@ pub fn expand(
                 base: base_index as u32,
                 group: group.clone(),
                 attribute: attribute_value.clone(),
+                zero_tolerance: base_index >= zero_tolerance_from,
                 ..Variant::default()
             };
             let mut variants = vec![(base_variant.clone(), rendered.clone())];
