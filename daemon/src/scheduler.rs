@@ -14,7 +14,6 @@ use aura_policy::{Control, PolicySet, TargetSpec};
 use aura_proto::view::{Role, Timestamp};
 use aura_proto::wire::StartAudit;
 use chrono::Utc;
-use croner::parser::{CronParser, Seconds};
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
@@ -179,11 +178,7 @@ fn last_runs(svc: &Services) -> BTreeMap<(String, String), Timestamp> {
 
 /// The schedule's latest firing at or before now, in ms.
 fn previous_firing(expr: &str) -> Option<Timestamp> {
-    let cron = CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(expr)
-        .ok()?;
+    let cron = aura_policy::schedule::parse(expr).ok()?;
     let prev = cron.find_previous_occurrence(&Utc::now(), true).ok()?;
     Some(Timestamp(prev.timestamp_millis().max(0) as u64))
 }
