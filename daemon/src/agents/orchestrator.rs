@@ -297,7 +297,12 @@ pub async fn start_audit_with(
     let mut selected = 0usize;
     let mut demo = false;
     for name in &names {
-        let entry = registry.get(name).expect("checked above");
+        let Some(entry) = registry.get(name) else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no target `{name}`"),
+            ));
+        };
         let prompted = entry.spec.kind.answers_prompts();
         if prompted && let Err(reason) = &entry.provider {
             return Err(ApiError::new(ErrorCode::BadRequest, reason.clone()));
