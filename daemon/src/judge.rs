@@ -33,6 +33,11 @@ impl Judge {
         Self { provider }
     }
 
+    /// Identifies the judging model (endpoint and model), for memos of its verdicts.
+    pub fn fingerprint(&self) -> crate::evidence::Digest {
+        self.provider.fingerprint()
+    }
+
     /// Grades `response` to `prompt` against `rubric`.
     pub async fn grade(&self, rubric: &str, prompt: &str, response: &str) -> Result<Grade, String> {
         let user = format!(

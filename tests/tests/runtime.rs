@@ -187,3 +187,52 @@ async fn the_runtime_controls_judge_production_logs() {
         r02.detail
     );
 }
+
+/// With an LLM judge on a runtime control, each record is graded once while it stays in
+/// the window: a second run asks the judge nothing, and a new record is the only one
+/// graded by the third.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_is_judged_once_while_it_stays_in_the_window() {
+    let judge = aura_tests::fake_llm::FakeLlm::start(|_| {
+        aura_tests::fake_llm::Action::chat("{\"score\": 0.9, \"reason\": \"polite\"}")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("chat.jsonl");
+    let lines: Vec<String> = (1..=3)
+        .map(|i| record(i, 30 - i, Some("s"), "hi", "Hello, how can I help?"))
+        .collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let control = "- id: T-JUDGED\n  title: judged\n  severity: medium\n  kind: runtime\n  runtime: { inspect: output, window: 1h, max_rate: 0.5 }\n  detectors:\n    - type: judge\n      rubric: The answer is polite.\n";
+    let setup = Setup {
+        targets: vec![target("logs", &log.display().to_string())],
+        policies: audit::policies_with(dir.path(), &[("j.yaml", control.to_string())]),
+        extra_config: format!(
+            "\n[llm]\nendpoint = \"{}\"\nmodel = \"judge\"\n",
+            judge.url()
+        ),
+        ..Setup::default()
+    };
+    let config = setup.write(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+
+    for (run, graded) in [(1, 3), (2, 3)] {
+        let detail = audit::run_to_end(&d, "logs", None).await;
+        let c = audit::control(&detail, "T-JUDGED");
+        assert_eq!(
+            (c.verdict, c.attempts.pass),
+            (Verdict::Pass, 3),
+            "run {run}: {c:#?}"
+        );
+        assert_eq!(judge.count(), graded, "run {run}");
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        (record(4, 1, Some("t"), "thanks", "You're welcome!") + "\n").as_bytes(),
+    )
+    .unwrap();
+    let detail = audit::run_to_end(&d, "logs", None).await;
+    assert_eq!(audit::control(&detail, "T-JUDGED").attempts.pass, 4);
+    assert_eq!(judge.count(), 4, "only the new record was graded");
+}

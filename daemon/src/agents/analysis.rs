@@ -20,6 +20,7 @@ use super::{Agent, AgentError, send};
 use crate::bus::{Envelope, Meta};
 use crate::checks::{self, Checked};
 use crate::detectors::Detector;
+use crate::evidence::Digest;
 use crate::run::{AttemptRecord, Phase, PlannedControl};
 use crate::services::Services;
 use crate::stats::wilson;
@@ -165,7 +166,23 @@ async fn check_other(svc: &Services, p: &PlannedControl, now: Timestamp) -> Chec
                 })
                 .collect();
             match detectors {
-                Ok(ds) => checks::transcripts::evaluate(spec, &ds, &target.spec, now).await,
+                Ok(ds) => {
+                    // Everything a record's verdict depends on besides the record.
+                    let scope = Digest::of(
+                        &serde_json::to_vec(&(
+                            &p.id,
+                            spec.inspect,
+                            &spec.zero_tolerance,
+                            &p.detectors,
+                            svc.judge.as_ref().map(|j| j.fingerprint().hex()),
+                        ))
+                        .unwrap_or_default(),
+                    );
+                    let memo = checks::record_memo::RecordMemo::open(svc.store.db(), scope)
+                        .inspect_err(|e| tracing::warn!(error = %e, "no memo of record verdicts"))
+                        .ok();
+                    checks::transcripts::evaluate(spec, &ds, &target.spec, now, memo.as_ref()).await
+                }
                 Err(e) => Checked::new(Verdict::Error, e),
             }
         }

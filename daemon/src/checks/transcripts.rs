@@ -15,6 +15,7 @@ use aura_policy::record::parse_date;
 use aura_proto::view::{Timestamp, Verdict, VerdictCounts};
 use serde_json::Value;
 
+use super::record_memo::{Judged, RecordMemo};
 use super::{Checked, log_integrity};
 use crate::detectors::{self, Detector, Input};
 use crate::targets::{ChatMessage, ChatRequest};
@@ -173,12 +174,54 @@ fn read_file(
     Ok(())
 }
 
-/// Judges the records in the control's window.
+/// Runs the detectors on one record.
+async fn judge_record(spec: &RuntimeSpec, detectors: &[RecordDetector], r: &Record) -> Judged {
+    let (judged_input, judged_output) = match spec.inspect {
+        Inspect::Input => (r.input.as_str(), r.input.as_str()),
+        Inspect::Output | Inspect::Both => (r.input.as_str(), r.output.as_str()),
+    };
+    let request = ChatRequest {
+        messages: vec![ChatMessage::user(judged_input)],
+    };
+    let sides: &[&str] = if spec.inspect == Inspect::Both {
+        &[judged_output, judged_input]
+    } else {
+        &[judged_output]
+    };
+    let mut outcomes = Vec::new();
+    let mut intolerable = None;
+    for d in detectors {
+        for response in sides {
+            let input = Input {
+                request: &request,
+                response,
+                latency: Default::default(),
+                tool_calls: &[],
+                canaries: &[],
+            };
+            let outcome = d.detector.evaluate(input).await;
+            if d.zero_tolerance && outcome.verdict == Verdict::Fail {
+                intolerable.get_or_insert_with(|| outcome.note.clone());
+            }
+            outcomes.push(outcome);
+        }
+    }
+    let (verdict, note) = detectors::combine(&outcomes);
+    Judged {
+        verdict,
+        note,
+        intolerable,
+    }
+}
+
+/// Judges the records in the control's window, reusing the verdicts `memo` holds for
+/// records judged by earlier runs.
 pub async fn evaluate(
     spec: &RuntimeSpec,
     detectors: &[RecordDetector],
     target: &TargetSpec,
     now: Timestamp,
+    memo: Option<&RecordMemo>,
 ) -> Checked {
     let since = now.0.saturating_sub(spec.window.as_millis() as u64);
     let read = match tokio::task::spawn_blocking({
@@ -204,46 +247,32 @@ pub async fn evaluate(
                 continue;
             }
         }
-        let (judged_input, judged_output) = match spec.inspect {
-            Inspect::Input => (r.input.as_str(), r.input.as_str()),
-            Inspect::Output => (r.input.as_str(), r.output.as_str()),
-            Inspect::Both => (r.input.as_str(), r.output.as_str()),
-        };
-        let request = ChatRequest {
-            messages: vec![ChatMessage::user(judged_input)],
-        };
-        let mut outcomes = Vec::new();
-        let mut intolerable_here = None;
-        for d in detectors {
-            let sides: &[&str] = if spec.inspect == Inspect::Both {
-                &[judged_output, judged_input]
-            } else {
-                &[judged_output]
-            };
-            for response in sides {
-                let input = Input {
-                    request: &request,
-                    response,
-                    latency: Default::default(),
-                    tool_calls: &[],
-                    canaries: &[],
-                };
-                let outcome = d.detector.evaluate(input).await;
-                if d.zero_tolerance && outcome.verdict == Verdict::Fail {
-                    intolerable_here.get_or_insert_with(|| outcome.note.clone());
+        // Untimed records cannot be pruned from the memo, so they are judged each run.
+        let remembered = memo
+            .zip(r.time)
+            .and_then(|(m, t)| m.get(t, &r.input, &r.output));
+        let judged = match remembered {
+            Some(j) => j,
+            None => {
+                let j = judge_record(spec, detectors, r).await;
+                if let (Some(m), Some(t)) = (memo, r.time) {
+                    m.put(t, &r.input, &r.output, &j);
                 }
-                outcomes.push(outcome);
+                j
             }
-        }
-        if let Some(note) = intolerable_here {
+        };
+        if let Some(note) = judged.intolerable {
             intolerable += 1;
             first_intolerable.get_or_insert(note);
         }
-        let (v, note) = detectors::combine(&outcomes);
+        let (v, note) = (judged.verdict, judged.note);
         counts.add(v);
         if v == Verdict::Fail && first_failure.is_none() {
             first_failure = Some(note);
         }
+    }
+    if let Some(m) = memo {
+        m.prune(since);
     }
     let judged = counts.pass + counts.fail;
     let broken = match &read.first_broken {
