@@ -91,6 +91,10 @@ pub enum DetectorSpec {
         /// Largest tolerated share of variant groups whose answers disagree.
         #[serde(default)]
         max_disagreement: f64,
+        /// Largest tolerated gap between the refusal rates of the attribute's values
+        /// (e.g. 0.03 for 3 percentage points); unchecked when absent.
+        #[serde(default)]
+        max_refusal_gap: Option<f64>,
     },
     /// Tool calls in the response must stay within an allow-list; calls that need
     /// confirmation must not be made without it.

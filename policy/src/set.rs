@@ -680,8 +680,12 @@ fn check_detector(c: &Control, d: &Spanned<DetectorSpec>, diags: &mut Diagnostic
         DetectorSpec::Consistency {
             attribute,
             max_disagreement,
+            max_refusal_gap,
         } => {
             share("max_disagreement", *max_disagreement, diags);
+            if let Some(gap) = max_refusal_gap {
+                share("max_refusal_gap", *gap, diags);
+            }
             let values = c
                 .probe
                 .as_ref()

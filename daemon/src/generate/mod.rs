@@ -320,6 +320,7 @@ mod tests {
         let d = vec![DetectorSpec::Consistency {
             attribute: "name".into(),
             max_disagreement: 0.0,
+            max_refusal_gap: None,
         }];
         let out = expand(&p, &d, &ctx(&BTreeMap::new(), 0)).unwrap();
         assert_eq!(out.len(), 4);
