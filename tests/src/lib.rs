@@ -44,6 +44,15 @@ pub struct TestDaemon {
     daemon: Option<Daemon>,
 }
 
+/// A target file for an OpenAI-compatible server at `url` (a fake one in tests), without
+/// retries so every answer is the server's first: (file name, YAML).
+pub fn openai_target(name: &str, url: &str) -> (String, String) {
+    (
+        format!("{name}.yaml"),
+        format!("name: {name}\nkind: openai\nendpoint: {url}\nmodel: m\nretries: 0\n"),
+    )
+}
+
 /// What a test daemon is made of.
 pub struct Setup {
     /// Target YAML files: (file name, contents).

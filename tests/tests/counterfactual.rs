@@ -37,13 +37,7 @@ async fn decisions_and_refusals_are_compared_across_the_attribute() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {
-        targets: vec![(
-            "llm.yaml".into(),
-            format!(
-                "name: llm\nkind: openai\nendpoint: {}\nmodel: m\nretries: 0\n",
-                llm.url()
-            ),
-        )],
+        targets: vec![aura_tests::openai_target("llm", &llm.url())],
         policies: policies_with(
             dir.path(),
             &[

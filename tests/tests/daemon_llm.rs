@@ -22,13 +22,7 @@ fn llm_config(llm: &FakeLlm) -> String {
 async fn daemon(target: &FakeLlm, controls: &[(&str, String)], extra_config: &str) -> TestDaemon {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {
-        targets: vec![(
-            "t.yaml".into(),
-            format!(
-                "name: t\nkind: openai\nendpoint: {}\nmodel: m\nretries: 0\n",
-                target.url()
-            ),
-        )],
+        targets: vec![aura_tests::openai_target("t", &target.url())],
         policies: policies_with(dir.path(), controls),
         extra_config: extra_config.into(),
         ..Setup::default()

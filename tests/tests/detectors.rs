@@ -368,13 +368,7 @@ async fn detectors_end_to_end_through_a_run() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {
-        targets: vec![(
-            "llm.yaml".into(),
-            format!(
-                "name: llm\nkind: openai\nendpoint: {}\nmodel: m\nretries: 0\n",
-                llm.url()
-            ),
-        )],
+        targets: vec![aura_tests::openai_target("llm", &llm.url())],
         policies: policies_with(dir.path(), &[("detect.yaml", controls)]),
         ..Setup::default()
     };

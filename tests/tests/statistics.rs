@@ -46,13 +46,7 @@ async fn rates_intervals_and_the_gate_on_the_upper_bound() {
     );
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {
-        targets: vec![(
-            "llm.yaml".into(),
-            format!(
-                "name: llm\nkind: openai\nendpoint: {}\nmodel: m\nretries: 0\n",
-                llm.url()
-            ),
-        )],
+        targets: vec![aura_tests::openai_target("llm", &llm.url())],
         policies: policies_with(
             dir.path(),
             &[
