@@ -383,6 +383,16 @@ pub enum DaemonState {
     Stopping,
 }
 
+impl DaemonState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            DaemonState::Starting => "starting",
+            DaemonState::Running => "running",
+            DaemonState::Stopping => "stopping",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetInfo {
     pub name: String,

@@ -110,3 +110,37 @@ async fn policy_validate_works_without_a_daemon() {
         code(aura::exit::USAGE)
     );
 }
+
+/// `aura status` as a person reads it: the daemon's state in words, every agent, the
+/// targets with their breakers and the bus topics.
+#[tokio::test]
+async fn status_reads_as_text() {
+    let d = TestDaemon::start(Setup::default()).await;
+    let report = match d
+        .client()
+        .await
+        .request(aura_proto::wire::RequestBody::Status)
+        .await
+        .unwrap()
+    {
+        aura_proto::wire::Reply::Status(s) => s,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let text = aura::commands::status::render(&report, aura_proto::view::Timestamp::now());
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("aurad ") && first.contains("), running since "),
+        "{first}"
+    );
+    for expected in [
+        "AGENT ",
+        "orchestrator",
+        "remediation",
+        "TARGET ",
+        "demo ",
+        "closed",
+        "BUS TOPIC",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+}

@@ -38,11 +38,11 @@ pub fn render(r: &StatusReport, now: Timestamp) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "aurad {} on {} (pid {}), {:?} since {}",
+        "aurad {} on {} (pid {}), {} since {}",
         d.version,
         d.host,
         d.pid,
-        d.state,
+        d.state.label(),
         datetime(d.started)
     );
     let _ = writeln!(s, "socket   {}", d.socket);

@@ -111,8 +111,8 @@ pub async fn run(args: UpArgs, socket: Option<PathBuf>) -> ExitCode {
     }
     if args.detach {
         eprintln!(
-            "aura: aurad is running (pid {:?}) on {}",
-            child.id(),
+            "aura: aurad is running (pid {}) on {}",
+            child.id().map_or("unknown".to_string(), |p| p.to_string()),
             socket.display()
         );
         return exit::code(exit::OK);
