@@ -288,6 +288,11 @@ pub struct AuditConfig {
     pub backoff_initial: Duration,
     #[serde(default = "d_backoff_max", with = "humantime_serde_compat")]
     pub backoff_max: Duration,
+    /// The attempts (each request, its digest, verdict and note) of runs finished longer
+    /// ago than this are removed; the run, its control results, report and events stay.
+    /// Default: kept forever.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub attempt_retention: Option<Duration>,
 }
 
 impl Default for AuditConfig {
@@ -300,6 +305,7 @@ impl Default for AuditConfig {
             breaker_cooldown: d_breaker_cooldown(),
             backoff_initial: d_backoff_initial(),
             backoff_max: d_backoff_max(),
+            attempt_retention: None,
         }
     }
 }

@@ -79,6 +79,9 @@ pub struct RunRecord {
     /// `control@target` pairs already alerted on (alerts are raised once).
     #[serde(default)]
     pub alerted: BTreeSet<String>,
+    /// The attempts were removed by `[audit] attempt_retention`; the results stay.
+    #[serde(default)]
+    pub attempts_pruned: bool,
 }
 
 impl RunRecord {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use aura_proto::view::{Alert, AlertCounts, RunId, RunState};
+use aura_proto::view::{Alert, AlertCounts, RunId, RunState, Timestamp};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::durability::Committer;
@@ -194,6 +194,33 @@ impl Store {
         self.attempts
             .insert(Self::attempt_key(a.run, a.index), encode("attempt", a)?)?;
         Ok(())
+    }
+
+    /// Removes the attempts of runs that finished before `cutoff` (all their agents
+    /// done), keeping the runs and their results. Returns (runs, attempts) removed.
+    pub fn prune_attempts(&self, cutoff: Timestamp) -> Result<(u64, u64), StoreError> {
+        let mut old = Vec::new();
+        for item in self.runs.iter() {
+            let run: RunRecord = decode("run", &item?.1)?;
+            if run.phase == Phase::Done
+                && !run.attempts_pruned
+                && run.finished.is_some_and(|f| f.0 < cutoff.0)
+            {
+                old.push(run.id);
+            }
+        }
+        let (mut runs, mut attempts) = (0, 0);
+        for id in old {
+            let mut batch = sled::Batch::default();
+            for key in self.attempts.scan_prefix(id.0.to_be_bytes()).keys() {
+                batch.remove(key?);
+                attempts += 1;
+            }
+            self.attempts.apply_batch(batch)?;
+            self.update_run(id, |r| r.attempts_pruned = true)?;
+            runs += 1;
+        }
+        Ok((runs, attempts))
     }
 
     pub fn attempts(&self, run: RunId) -> Result<Vec<AttemptRecord>, StoreError> {

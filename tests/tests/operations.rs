@@ -308,6 +308,35 @@ async fn payloads_past_retention_are_purged_and_verify_as_purged() {
     assert!(v.purged_payloads > 0);
 }
 
+/// Attempts of finished runs are removed after `[audit] attempt_retention`; the run and
+/// its control results stay readable, and the removal is on the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_past_retention_are_removed_and_results_stay() {
+    let setup = Setup {
+        extra_config: "\n[audit]\nattempt_retention = \"1s\"\n".into(),
+        ..Setup::default()
+    };
+    let d = TestDaemon::start(setup).await;
+    let before = audit(&d, "AURA-B03").await;
+    let run = before.summary.run;
+    let store = d.handle.services().store.clone();
+    assert!(!store.attempts(run).unwrap().is_empty());
+    wait_for("the attempts to be removed", T, || {
+        let pruned = store.run(run).unwrap().is_some_and(|r| r.attempts_pruned);
+        std::future::ready(pruned.then_some(()))
+    })
+    .await;
+    assert!(store.attempts(run).unwrap().is_empty());
+    let events = d.handle.services().events.read(1, 100_000).unwrap();
+    assert!(events.iter().any(|r| r.kind == "AttemptsPruned"));
+    let client = d.client().await;
+    let after = match client.request(RequestBody::GetAudit { run }).await.unwrap() {
+        Reply::Audit(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(after.controls, before.controls, "results are kept");
+}
+
 /// Mounts a tmpfs (root only); `None` when this host does not allow it.
 fn tmpfs(dir: &Path, options: &str) -> Option<()> {
     // SAFETY: geteuid has no preconditions.

@@ -109,9 +109,12 @@ impl Agent for MonitorAgent {
                 );
             }
         }
-        // Retention: payloads nobody stored for longer than the configured time.
-        if let Some(keep) = svc.config.events.payload_retention {
-            let every = (keep / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        // Retention: payloads nobody stored, and attempts of runs finished, longer ago
+        // than configured; swept at half the shorter period (at most hourly).
+        let payloads = svc.config.events.payload_retention;
+        let attempts = svc.config.audit.attempt_retention;
+        if let Some(shortest) = payloads.into_iter().chain(attempts).min() {
+            let every = (shortest / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600));
             let due = {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let due = st.last_retention.is_none_or(|t| t.elapsed() >= every);
@@ -121,20 +124,7 @@ impl Agent for MonitorAgent {
                 due
             };
             if due {
-                let cutoff = Timestamp(Timestamp::now().0.saturating_sub(keep.as_millis() as u64));
-                let ev = svc.evidence.clone();
-                match tokio::task::spawn_blocking(move || ev.purge_older_than(cutoff)).await {
-                    Ok(Ok(n)) if n > 0 => {
-                        tracing::info!(purged = n, "payloads past retention purged");
-                        svc.record(
-                            "monitor",
-                            "PayloadsPurged",
-                            serde_json::json!({ "count": n, "older_than": cutoff }),
-                        );
-                    }
-                    Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-                    _ => {}
-                }
+                sweep(svc, payloads, attempts).await;
             }
         }
         // The knowledge index, saved now and then (and at shutdown).
@@ -169,6 +159,44 @@ impl Agent for MonitorAgent {
                 "queues backing up: {}",
                 deep.join(", ")
             )))
+        }
+    }
+}
+
+/// One retention sweep; failures are logged and the next sweep tries again.
+async fn sweep(svc: &Services, payloads: Option<Duration>, attempts: Option<Duration>) {
+    let before =
+        |keep: Duration| Timestamp(Timestamp::now().0.saturating_sub(keep.as_millis() as u64));
+    if let Some(keep) = payloads {
+        let cutoff = before(keep);
+        let ev = svc.evidence.clone();
+        match tokio::task::spawn_blocking(move || ev.purge_older_than(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(purged = n, "payloads past retention purged");
+                svc.record(
+                    "monitor",
+                    "PayloadsPurged",
+                    serde_json::json!({ "count": n, "older_than": cutoff }),
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "payload retention sweep failed"),
+            _ => {}
+        }
+    }
+    if let Some(keep) = attempts {
+        let cutoff = before(keep);
+        let store = svc.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune_attempts(cutoff)).await {
+            Ok(Ok((runs, n))) if runs > 0 => {
+                tracing::info!(runs, attempts = n, "attempts past retention removed");
+                svc.record(
+                    "monitor",
+                    "AttemptsPruned",
+                    serde_json::json!({ "runs": runs, "attempts": n, "finished_before": cutoff }),
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "attempt retention sweep failed"),
+            _ => {}
         }
     }
 }

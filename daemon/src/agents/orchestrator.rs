@@ -357,6 +357,7 @@ pub async fn start_audit_with(
         requested_by,
         plan: Vec::new(),
         alerted: Default::default(),
+        attempts_pruned: false,
     };
     svc.store.put_run(&record).map_err(internal)?;
     svc.record(
