@@ -237,6 +237,7 @@ impl DaemonBuilder {
             runs: RunControl::default(),
             events: events.clone(),
             kb,
+            cache,
             judge,
             prompt_writer,
             view: view.clone(),

@@ -14,6 +14,7 @@ use crate::evidence::EvidenceStore;
 use crate::generate::writer::PromptWriter;
 use crate::judge::Judge;
 use crate::kb::KnowledgeStore;
+use crate::provider::ResponseCache;
 use crate::runctl::RunControl;
 use crate::store::Store;
 
@@ -27,6 +28,8 @@ pub struct Services {
     /// The tamper-evident record of every state change.
     pub events: Arc<dyn EventLog>,
     pub kb: Arc<dyn KnowledgeStore>,
+    /// Target answers by request digest (`[audit] cache`); the Monitor sweeps it.
+    pub cache: Option<ResponseCache>,
     /// The daemon's own LLM as a judge (Audit agent), when `[llm]` is configured.
     pub judge: Option<Arc<Judge>>,
     /// The daemon's own LLM writing probes (Testing agent), when `[llm]` is configured.
@@ -149,6 +152,7 @@ pub mod testing {
             runs: RunControl::default(),
             events,
             kb,
+            cache: None,
             judge: None,
             prompt_writer: None,
             view,

@@ -109,11 +109,13 @@ impl Agent for MonitorAgent {
                 );
             }
         }
-        // Retention: payloads nobody stored, and attempts of runs finished, longer ago
-        // than configured; swept at half the shorter period (at most hourly).
+        // Housekeeping: payloads nobody stored and attempts of runs finished longer ago
+        // than their retention, and expired cache entries; swept at half the shortest
+        // of those periods (at most hourly).
         let payloads = svc.config.events.payload_retention;
         let attempts = svc.config.audit.attempt_retention;
-        if let Some(shortest) = payloads.into_iter().chain(attempts).min() {
+        let cache_ttl = svc.cache.is_some().then_some(svc.config.audit.cache_ttl);
+        if let Some(shortest) = payloads.into_iter().chain(attempts).chain(cache_ttl).min() {
             let every = (shortest / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600));
             let due = {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,8 +165,15 @@ impl Agent for MonitorAgent {
     }
 }
 
-/// One retention sweep; failures are logged and the next sweep tries again.
+/// One housekeeping sweep; failures are logged and the next sweep tries again.
 async fn sweep(svc: &Services, payloads: Option<Duration>, attempts: Option<Duration>) {
+    if let Some(cache) = svc.cache.clone() {
+        match tokio::task::spawn_blocking(move || cache.sweep_expired()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired cache entries removed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cache sweep failed"),
+            _ => {}
+        }
+    }
     let before =
         |keep: Duration| Timestamp(Timestamp::now().0.saturating_sub(keep.as_millis() as u64));
     if let Some(keep) = payloads {

@@ -52,6 +52,26 @@ impl ResponseCache {
         })
     }
 
+    /// Removes the entries older than the TTL: requests with fresh canaries are never
+    /// asked again, so their entries would otherwise stay forever. Returns how many.
+    pub fn sweep_expired(&self) -> Result<u64, StoreError> {
+        let now = Timestamp::now().0;
+        let ttl = self.ttl.as_millis() as u64;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            let expired = serde_json::from_slice::<Entry>(&v)
+                .map_or(true, |e| now.saturating_sub(e.stored.0) > ttl);
+            if expired {
+                batch.remove(k);
+                n += 1;
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(n)
+    }
+
     pub fn put(&self, key: &Digest, reply: &ChatReply) -> Result<(), StoreError> {
         if !reply.tool_calls.is_empty() {
             // Tool calls are not kept in the cache entry; such answers are not cached.
@@ -70,5 +90,40 @@ impl ResponseCache {
         })?;
         self.tree.insert(key.0, bytes)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_entries_are_swept_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let evidence = EvidenceStore::open(&db).unwrap();
+        let cache = ResponseCache::open(&db, evidence, Duration::from_secs(3600)).unwrap();
+        let reply = ChatReply {
+            text: "fresh".into(),
+            latency: Duration::from_millis(5),
+            usage_tokens: None,
+            tool_calls: Vec::new(),
+        };
+        let (fresh, stale) = (Digest::of(b"fresh"), Digest::of(b"stale"));
+        cache.put(&fresh, &reply).unwrap();
+        cache.put(&stale, &reply).unwrap();
+        // Age the second entry past the TTL, as two hours of waiting would.
+        let mut e: Entry =
+            serde_json::from_slice(&cache.tree.get(stale.0).unwrap().unwrap()).unwrap();
+        e.stored = Timestamp(e.stored.0 - 2 * 3_600_000);
+        cache
+            .tree
+            .insert(stale.0, serde_json::to_vec(&e).unwrap())
+            .unwrap();
+
+        assert_eq!(cache.sweep_expired().unwrap(), 1);
+        assert_eq!(cache.tree.len(), 1);
+        assert_eq!(cache.get(&fresh).map(|r| r.text), Some("fresh".to_string()));
+        assert!(cache.get(&stale).is_none());
     }
 }
