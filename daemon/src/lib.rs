@@ -36,8 +36,13 @@ pub mod watcher;
 pub use config::DaemonConfig;
 pub use daemon::{Daemon, DaemonBuilder, DaemonHandle};
 
+/// A time as RFC 3339 UTC to the second, e.g. `2026-11-26T10:13:47Z`.
+pub fn format_time(t: aura_proto::view::Timestamp) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0);
+    humantime::format_rfc3339_seconds(st).to_string()
+}
+
 /// `YYYY-MM-DD` of a timestamp, UTC.
 pub fn format_date(t: aura_proto::view::Timestamp) -> String {
-    let st = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0);
-    humantime::format_rfc3339_seconds(st).to_string()[..10].to_string()
+    format_time(t)[..10].to_string()
 }

@@ -92,11 +92,9 @@ async fn leak_refusal_and_server_error_give_fail_pass_and_error() {
     let alerts = store.alerts_from(0, 10).unwrap();
     assert_eq!(alerts[0].control.as_deref(), Some("AURA-B01"));
     let report = std::path::Path::new(detail.report_dir.as_ref().unwrap()).join("report.md");
-    assert!(
-        std::fs::read_to_string(report)
-            .unwrap()
-            .contains("AURA-B01")
-    );
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(report.contains("AURA-B01"), "{report}");
+    assert!(report.contains("- State: completed (started "), "{report}");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use aura_proto::view::{AgentKind, ControlResult, Verdict};
+use aura_proto::view::{AgentKind, ControlResult, RunState, Timestamp, Verdict};
 use serde::Serialize;
 
 use super::messages::{OrchestratorMsg, ReportMsg};
@@ -111,7 +111,18 @@ fn markdown(run: &RunRecord, results: &[ControlResult]) -> String {
             .as_deref()
             .unwrap_or("all applicable controls")
     );
-    let _ = writeln!(s, "- State: {}", run.state.label());
+    // Reports are written as the run ends: one not stopped early completes with it.
+    let outcome = if run.state.is_finished() {
+        run.state.label()
+    } else {
+        RunState::Completed.label()
+    };
+    let _ = writeln!(
+        s,
+        "- State: {outcome} (started {}, report written {})",
+        crate::format_time(run.started),
+        crate::format_time(Timestamp::now())
+    );
     let _ = writeln!(
         s,
         "- Attempts: {} of {} (seed {})",
