@@ -44,7 +44,7 @@ pub struct Record {
 /// What reading the log found.
 #[derive(Debug, Default)]
 pub struct Read {
-    /// The files read, in order.
+    /// The log's files, in order.
     pub files: Vec<PathBuf>,
     /// The records in the window (and those without a time), in order.
     pub records: Vec<Record>,
@@ -58,9 +58,23 @@ pub struct Read {
     pub first_broken: Option<(PathBuf, usize)>,
 }
 
+/// How much of a file to read.
+#[derive(Clone, Copy, PartialEq)]
+enum Extent {
+    Whole,
+    /// Only its first record: the start of the log, for the retention check.
+    FirstRecord,
+    Skip,
+}
+
 /// Reads every `*.jsonl` (or the one file) at the target's path, in order, keeping the
 /// records at or after `since` (ms since the epoch). Records without a time are kept:
 /// better judged than silently dropped.
+///
+/// Files of a folder last modified before `since` hold no record of the window, so a
+/// year of rotated daily logs is not re-read on every run: only the latest of them is
+/// (its last record leads into the window), and the first record of the first file
+/// (the start of the log).
 pub fn read(target: &TargetSpec, since: u64) -> Result<Read, String> {
     let path = target
         .path
@@ -82,13 +96,30 @@ pub fn read(target: &TargetSpec, since: u64) -> Result<Read, String> {
     } else {
         files.push(path);
     }
+    let modified: Vec<Option<u64>> = files.iter().map(|p| modified_ms(p)).collect();
+    let stale = |i: usize| modified[i].is_some_and(|m| m < since);
+    let latest_stale = (0..files.len())
+        .filter(|&i| stale(i))
+        .max_by_key(|&i| modified[i]);
     let f = &target.fields;
     let mut out = Read::default();
-    for file in files {
-        read_file(&file, f, since, &mut out)?;
+    for (i, file) in files.into_iter().enumerate() {
+        let extent = match i {
+            _ if !stale(i) || Some(i) == latest_stale => Extent::Whole,
+            0 => Extent::FirstRecord,
+            _ => Extent::Skip,
+        };
+        if extent != Extent::Skip {
+            read_file(&file, f, since, extent, &mut out)?;
+        }
         out.files.push(file);
     }
     Ok(out)
+}
+
+fn modified_ms(p: &Path) -> Option<u64> {
+    let t = std::fs::metadata(p).ok()?.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
 fn field(v: &Value, key: &str) -> Option<String> {
@@ -108,6 +139,7 @@ fn read_file(
     file: &Path,
     f: &aura_policy::target::TranscriptFields,
     since: u64,
+    extent: Extent,
     out: &mut Read,
 ) -> Result<(), String> {
     let reader = BufReader::new(
@@ -154,6 +186,11 @@ fn read_file(
             })
         });
         match record {
+            Some(r) if extent == Extent::FirstRecord => {
+                out.first.get_or_insert(r);
+                return Ok(());
+            }
+            None if extent == Extent::FirstRecord => {}
             Some(r) => {
                 if out.first.is_none() {
                     out.first = Some(r.clone());
@@ -335,6 +372,61 @@ pub async fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn rotated_files_untouched_since_before_the_window_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let hours_ago = |h: u64| now - Duration::from_secs(h * 3600);
+        let rec = |h: u64, input: &str| {
+            format!(
+                r#"{{"timestamp":"{}","input":"{input}","output":"ok"}}"#,
+                humantime::format_rfc3339_seconds(hours_ago(h))
+            )
+        };
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // Daily files, each last written when its last record was; the broken lines in
+        // the old ones would be counted if they were read.
+        for (name, lines, written) in [
+            (
+                "a.jsonl",
+                vec![rec(72, "start"), "{broken".into(), rec(50, "a2")],
+                50,
+            ),
+            ("b.jsonl", vec![rec(48, "b1"), "{broken".into()], 26),
+            ("c.jsonl", vec![rec(24, "c1"), rec(3, "last before")], 3),
+            ("d.jsonl", vec![rec(0, "in the window")], 0),
+        ] {
+            let path = logs.join(name);
+            std::fs::write(&path, lines.join("\n")).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(hours_ago(written))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "name: logs\nkind: transcripts\npath: logs\n",
+        )
+        .unwrap();
+        let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
+        let since = hours_ago(1)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let read = read(&target, since).unwrap();
+        let input = |r: &Option<Record>| r.as_ref().map(|r| r.input.clone());
+        assert_eq!(input(&read.first), Some("start".into()));
+        assert_eq!(input(&read.before_window), Some("last before".into()));
+        let inputs: Vec<&str> = read.records.iter().map(|r| r.input.as_str()).collect();
+        assert_eq!(inputs, ["in the window"]);
+        assert_eq!(read.broken, 0, "a and b were not read past their start");
+        assert_eq!(read.files.len(), 4);
+    }
 
     #[test]
     fn only_the_windows_records_are_kept_and_broken_lines_are_counted() {
