@@ -39,15 +39,20 @@ async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
         panic!("not started");
     };
 
-    let (mut events, _commands) = conn::spawn(d.socket.clone());
+    let (mut events, commands) = conn::spawn(d.socket.clone());
     let mut app = App::new(Timestamp(0));
-    // Feed the console until the run is done, its alerts are in, and the last steps
-    // (remediation, learning) have reported.
+    // Feed the console until the run is done, its alerts and findings are in, and the
+    // last steps (remediation, learning) have reported; its effects are carried out as
+    // the console's own loop does.
     wait_for("the console to fill", Duration::from_secs(20), || {
         while let Ok(ev) = events.try_recv() {
-            app.update(Msg::Conn(ev));
+            for effect in app.update(Msg::Conn(ev)) {
+                let commands = commands.clone();
+                tokio::spawn(async move { aura::console::perform(effect, &commands).await });
+            }
         }
         let done = app.audits.get(&run).is_some_and(|a| a.state.is_finished())
+            && app.findings().len() == 2
             && app.alerts.len() == 2
             && app.agents.len() == 9
             && app.agents.values().all(|a| a.state == AgentState::Running)

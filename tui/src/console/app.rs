@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use aura_proto::handshake::Welcome;
-use aura_proto::view::{AgentKind, AgentRow, Alert, AuditSummary, DaemonStatus, RunId, Timestamp};
+use aura_proto::view::{
+    AgentKind, AgentRow, Alert, AuditDetail, AuditSummary, ControlResult, DaemonStatus, RunId,
+    Timestamp, Verdict,
+};
 use aura_proto::wire::{Delta, Snapshot, Topic, Update};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -45,6 +48,8 @@ pub enum Msg {
 pub enum Effect {
     Quit,
     Resubscribe(Topic),
+    /// Ask for a finished run's control results (its findings).
+    FetchAudit(RunId),
 }
 
 /// A key, what it does, and where: the single source for the footer and the help view.
@@ -87,6 +92,10 @@ pub struct App {
     pub agents: BTreeMap<AgentKind, AgentRow>,
     pub audits: BTreeMap<RunId, AuditSummary>,
     pub alerts: VecDeque<Alert>,
+    /// The control results of the current audit, once it finished.
+    pub findings: Option<AuditDetail>,
+    /// The run whose results were last asked for, so they are asked once.
+    findings_asked: Option<RunId>,
     seqs: HashMap<Topic, u64>,
     pub focus: Focus,
     /// Selected row in the focused pane.
@@ -106,6 +115,8 @@ impl App {
             agents: BTreeMap::new(),
             audits: BTreeMap::new(),
             alerts: VecDeque::new(),
+            findings: None,
+            findings_asked: None,
             seqs: HashMap::new(),
             focus: Focus::Agents,
             agent_sel: 0,
@@ -122,6 +133,48 @@ impl App {
             .rev()
             .find(|a| !a.state.is_finished())
             .or_else(|| self.audits.values().next_back())
+    }
+
+    /// The current audit's controls that did not pass, worst first (failures, then
+    /// errors, then the rest; higher severity first within each).
+    pub fn findings(&self) -> Vec<&ControlResult> {
+        let Some(d) = self
+            .findings
+            .as_ref()
+            .filter(|d| self.current_audit().is_some_and(|a| a.run == d.summary.run))
+        else {
+            return Vec::new();
+        };
+        let rank = |v: Verdict| match v {
+            Verdict::Fail => 0,
+            Verdict::Error => 1,
+            _ => 2,
+        };
+        let mut out: Vec<&ControlResult> = d
+            .controls
+            .iter()
+            .filter(|c| c.verdict != Verdict::Pass)
+            .collect();
+        out.sort_by_key(|c| {
+            (
+                rank(c.verdict),
+                std::cmp::Reverse(c.severity),
+                c.control.clone(),
+            )
+        });
+        out
+    }
+
+    /// Asks for the current audit's results once it has finished.
+    fn want_findings(&mut self) -> Vec<Effect> {
+        match self.current_audit() {
+            Some(a) if a.state.is_finished() && self.findings_asked != Some(a.run) => {
+                let run = a.run;
+                self.findings_asked = Some(run);
+                vec![Effect::FetchAudit(run)]
+            }
+            _ => vec![],
+        }
     }
 
     /// Alerts newest first.
@@ -195,6 +248,11 @@ impl App {
                 self.conn = Conn::Connected;
                 self.welcome = Some(w);
                 self.seqs.clear();
+                self.findings_asked = None;
+                vec![]
+            }
+            ConnEvent::Audit(d) => {
+                self.findings = Some(d);
                 vec![]
             }
             ConnEvent::Disconnected { error, retry_in } => {
@@ -218,7 +276,7 @@ impl App {
                         self.audits = list.into_iter().map(|a| (a.run, a)).collect();
                     }
                 }
-                vec![]
+                self.want_findings()
             }
             Update::Delta { seq, delta } => {
                 let topic = delta.topic();
@@ -244,7 +302,7 @@ impl App {
                         self.audits.remove(&run);
                     }
                 }
-                vec![]
+                self.want_findings()
             }
             Update::Lagged { topic, .. } => {
                 self.seqs.remove(&topic);
@@ -314,6 +372,69 @@ mod tests {
             vec![Effect::Resubscribe(Topic::Agents)]
         );
         assert_eq!(app.agents[&AgentKind::Audit].tasks_done, 2);
+    }
+
+    #[test]
+    fn a_finished_audit_has_its_findings_asked_for_once() {
+        use aura_proto::view::{AuditSummary, RunState, Severity, VerdictCounts};
+        let mut app = App::new(Timestamp(0));
+        let summary = |state: RunState| AuditSummary {
+            run: RunId(3),
+            policy: None,
+            targets: vec!["demo".into()],
+            target_is_demo: true,
+            state,
+            attempts_total: 2,
+            attempts_done: 2,
+            controls_total: 2,
+            controls: VerdictCounts::default(),
+            started: Timestamp(0),
+            finished: None,
+        };
+        let snapshot = |seq, state| {
+            Msg::Conn(ConnEvent::Update(Update::Snapshot {
+                seq,
+                state: Snapshot::Audits(vec![summary(state)]),
+            }))
+        };
+        assert!(app.update(snapshot(1, RunState::Running)).is_empty());
+        assert_eq!(
+            app.update(snapshot(2, RunState::Completed)),
+            vec![Effect::FetchAudit(RunId(3))]
+        );
+        assert!(
+            app.update(snapshot(3, RunState::Completed)).is_empty(),
+            "once"
+        );
+        let result = |control: &str, severity, verdict| ControlResult {
+            control: control.into(),
+            target: "demo".into(),
+            title: String::new(),
+            severity,
+            verdict,
+            underlying: None,
+            attempts: VerdictCounts::default(),
+            rate: None,
+            threshold: 0.0,
+            detail: String::new(),
+            frameworks: vec![],
+        };
+        app.update(Msg::Conn(ConnEvent::Audit(AuditDetail {
+            summary: summary(RunState::Completed),
+            controls: vec![
+                result("C-PASS", Severity::Critical, Verdict::Pass),
+                result("C-ERR", Severity::Critical, Verdict::Error),
+                result("C-LOW", Severity::Low, Verdict::Fail),
+                result("C-HIGH", Severity::High, Verdict::Fail),
+            ],
+            report_dir: None,
+        })));
+        let order: Vec<&str> = app.findings().iter().map(|c| c.control.as_str()).collect();
+        assert_eq!(
+            order,
+            ["C-HIGH", "C-LOW", "C-ERR"],
+            "failures first, worst first"
+        );
     }
 
     #[test]

@@ -7,17 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aura_proto::handshake::Welcome;
-use aura_proto::wire::{RequestBody, Subscription, Topic, Update};
+use aura_proto::view::{AuditDetail, RunId};
+use aura_proto::wire::{Reply, RequestBody, Subscription, Topic, Update};
 use tokio::sync::mpsc;
 
 use crate::client::Client;
 
 #[derive(Debug, Clone)]
 pub enum ConnEvent {
-    Connecting { attempt: u32 },
+    Connecting {
+        attempt: u32,
+    },
     Connected(Welcome),
     Update(Update),
-    Disconnected { error: String, retry_in: Duration },
+    /// A finished run's control results, as asked with [`ConnCommand::FetchAudit`].
+    Audit(AuditDetail),
+    Disconnected {
+        error: String,
+        retry_in: Duration,
+    },
 }
 
 /// Asks of the connection task.
@@ -25,6 +33,8 @@ pub enum ConnEvent {
 pub enum ConnCommand {
     /// A gap in a topic's sequence: subscribe again for a fresh snapshot.
     Resubscribe(Topic),
+    /// The control results of a run.
+    FetchAudit(RunId),
 }
 
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
@@ -140,6 +150,14 @@ async fn serve(
                     };
                     let c = client.clone();
                     tokio::spawn(async move { let _ = c.request(RequestBody::Subscribe(sub)).await; });
+                }
+                ConnCommand::FetchAudit(run) => {
+                    let (c, events) = (client.clone(), events.clone());
+                    tokio::spawn(async move {
+                        if let Ok(Reply::Audit(detail)) = c.request(RequestBody::GetAudit { run }).await {
+                            let _ = events.send(ConnEvent::Audit(detail)).await;
+                        }
+                    });
                 }
             }
         }

@@ -42,6 +42,17 @@ pub async fn run(socket: PathBuf) -> ExitCode {
     }
 }
 
+/// Carries out an effect of the model; `false` when it is to quit.
+pub async fn perform(effect: Effect, commands: &tokio::sync::mpsc::Sender<ConnCommand>) -> bool {
+    let command = match effect {
+        Effect::Quit => return false,
+        Effect::Resubscribe(topic) => ConnCommand::Resubscribe(topic),
+        Effect::FetchAudit(run) => ConnCommand::FetchAudit(run),
+    };
+    let _ = commands.send(command).await;
+    true
+}
+
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     socket: PathBuf,
@@ -73,11 +84,8 @@ async fn event_loop(
             effects.extend(app.update(Msg::Conn(ev)));
         }
         for effect in effects {
-            match effect {
-                Effect::Quit => return Ok(()),
-                Effect::Resubscribe(topic) => {
-                    let _ = commands.send(ConnCommand::Resubscribe(topic)).await;
-                }
+            if !perform(effect, &commands).await {
+                return Ok(());
             }
         }
     }

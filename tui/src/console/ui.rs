@@ -1,6 +1,6 @@
 //! Drawing: a pure function of the model. Laid out for 80x24 and up.
 
-use aura_proto::view::{AgentState, Severity};
+use aura_proto::view::{AgentState, Severity, Verdict};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -203,12 +203,47 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ])),
         l3,
     );
+    // What did not pass, worst first; earlier runs in the room left.
+    let mut lines: Vec<Line> = Vec::new();
+    let findings = app.findings();
+    if !findings.is_empty() {
+        let room = rest.height.saturating_sub(1) as usize;
+        lines.push(Line::from("findings").style(theme.title));
+        let shown = if findings.len() > room {
+            room.saturating_sub(1)
+        } else {
+            room
+        };
+        for c in findings.iter().take(shown) {
+            let style = match c.verdict {
+                Verdict::Fail => theme.bad,
+                Verdict::Error => theme.warn,
+                _ => theme.dim,
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{:<7}", short(c.verdict)), style),
+                Span::raw(format!("{:<10}", c.control)),
+                Span::styled(c.severity.name(), severity_style(c.severity, theme)),
+            ]));
+        }
+        if findings.len() > shown {
+            lines.push(
+                Line::from(format!(
+                    "+{} more: aura audit show {}",
+                    findings.len() - shown,
+                    a.run
+                ))
+                .style(theme.dim),
+            );
+        }
+    }
+    let room = (rest.height as usize).saturating_sub(lines.len());
     let others: Vec<Line> = app
         .audits
         .values()
         .rev()
         .filter(|o| o.run != a.run)
-        .take(rest.height.saturating_sub(1) as usize)
+        .take(room.saturating_sub(1))
         .map(|o| {
             Line::from(format!(
                 "run {} {} {} {}P {}F {}E",
@@ -223,9 +258,21 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     if !others.is_empty() {
-        let mut lines = vec![Line::from("earlier runs").style(theme.title)];
+        lines.push(Line::from("earlier runs").style(theme.title));
         lines.extend(others);
-        f.render_widget(Paragraph::new(lines), rest);
+    }
+    f.render_widget(Paragraph::new(lines), rest);
+}
+
+/// A verdict in at most six letters, for the narrow findings list.
+fn short(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Error => "ERROR",
+        Verdict::Inconclusive => "INCONC",
+        Verdict::Skipped => "SKIP",
+        Verdict::Waived => "WAIVED",
     }
 }
 
