@@ -85,8 +85,7 @@ fn check_config(config: &DaemonConfig) -> ExitCode {
             // Like a target's, a broken [llm] degrades the daemon (judge detectors
             // inconclusive, no generation) rather than stopping it: a warning.
             if let Some(llm) = &config.llm
-                && let Err(e) =
-                    crate::llm::DaemonLlm::from_config(llm, config.audit.max_response_bytes, None)
+                && let Err(e) = crate::llm::DaemonLlm::from_config(llm, &config.audit, None)
             {
                 eprintln!("warning: {e}");
             }

@@ -368,6 +368,10 @@ pub struct LlmConfig {
     pub api_key: Option<SecretConfig>,
     #[serde(default = "d_llm_timeout", with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// Retries of a failed request (429, 5xx, connection errors), with the backoff and
+    /// circuit breaker of `[audit]`; the breaker is shared by the agents below.
+    #[serde(default = "d_llm_retries")]
+    pub retries: u32,
     /// Each agent's own limits on the endpoint, across runs.
     #[serde(default)]
     pub agents: LlmAgents,
@@ -407,6 +411,10 @@ impl Default for LlmLimits {
             concurrency: d_llm_concurrency(),
         }
     }
+}
+
+fn d_llm_retries() -> u32 {
+    2
 }
 
 fn d_llm_timeout() -> Duration {

@@ -206,24 +206,22 @@ impl DaemonBuilder {
         }
         let llm = match &config.llm {
             None => None,
-            Some(cfg) => {
-                match DaemonLlm::from_config(cfg, config.audit.max_response_bytes, cache.clone()) {
-                    Ok(llm) => Some(llm),
-                    Err(e) => {
-                        tracing::error!(error = %e, "the daemon's LLM is unavailable; judge detectors will be inconclusive and probe generation skipped");
-                        let _ = view.raise(AlertDraft {
-                            severity: Severity::Medium,
-                            source: AgentKind::Analysis,
-                            title: "The daemon's LLM is unavailable".into(),
-                            detail: e,
-                            run: None,
-                            control: None,
-                            target: None,
-                        });
-                        None
-                    }
+            Some(cfg) => match DaemonLlm::from_config(cfg, &config.audit, cache.clone()) {
+                Ok(llm) => Some(llm),
+                Err(e) => {
+                    tracing::error!(error = %e, "the daemon's LLM is unavailable; judge detectors will be inconclusive and probe generation skipped");
+                    let _ = view.raise(AlertDraft {
+                        severity: Severity::Medium,
+                        source: AgentKind::Analysis,
+                        title: "The daemon's LLM is unavailable".into(),
+                        detail: e,
+                        run: None,
+                        control: None,
+                        target: None,
+                    });
+                    None
                 }
-            }
+            },
         };
         let judge = llm.as_ref().map(|l| Arc::new(Judge::new(l.audit.clone())));
         let prompt_writer = llm

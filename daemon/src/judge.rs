@@ -33,6 +33,11 @@ impl Judge {
         Self { provider }
     }
 
+    /// The circuit breaker of the daemon's LLM endpoint (shared with probe writing).
+    pub fn breaker(&self) -> &crate::provider::Breaker {
+        self.provider.breaker()
+    }
+
     /// Identifies the judging model (endpoint and model), for memos of its verdicts.
     pub fn fingerprint(&self) -> crate::evidence::Digest {
         self.provider.fingerprint()

@@ -1,13 +1,14 @@
 //! The daemon's own LLM (`[llm]`): one OpenAI-compatible endpoint serving the agents that
 //! need a model, the Audit agent's judge detectors and the Testing agent's probe
 //! generation. Each agent calls it through its own [`Provider`] (the same traffic layer
-//! as audited targets), so each has its own RPM, TPM, concurrency and circuit breaker:
-//! a large run's judging cannot starve probe generation, and the reverse.
+//! as audited targets), so each has its own RPM, TPM and concurrency: a large run's
+//! judging cannot starve probe generation, and the reverse. They share one circuit
+//! breaker, as the endpoint is up or down for both; retries, backoff and the breaker
+//! follow `[audit]`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::config::{LlmConfig, LlmLimits};
+use crate::config::{AuditConfig, LlmConfig, LlmLimits};
 use crate::evidence::Digest;
 use crate::provider::{Provider, ResponseCache, TrafficConfig};
 use crate::targets::{ChatMessage, ChatRequest, ChatRole, OpenAiTarget, Target, TargetError};
@@ -25,7 +26,7 @@ impl DaemonLlm {
     /// prompts, so a run is reproducible. Judging is never cached.
     pub fn from_config(
         cfg: &LlmConfig,
-        max_response_bytes: u64,
+        audit: &AuditConfig,
         cache: Option<ResponseCache>,
     ) -> Result<Self, String> {
         let api_key = match &cfg.api_key {
@@ -44,35 +45,42 @@ impl DaemonLlm {
             &cfg.model,
             api_key,
             cfg.timeout,
-            max_response_bytes,
+            audit.max_response_bytes,
         )?);
         let provider = |agent: &str, limits: &LlmLimits, max_tokens: u32, cache| {
             let fingerprint =
                 Digest::of(format!("llm|{agent}|{}|{}", cfg.endpoint, cfg.model).as_bytes());
-            Arc::new(Provider::new(
+            Provider::new(
                 target.clone(),
-                traffic(limits, max_tokens),
+                traffic(cfg, audit, limits, max_tokens),
                 fingerprint,
                 cache,
-            ))
+            )
         };
+        let judging = provider("audit", &cfg.agents.audit, 300, None);
+        let writing = provider("testing", &cfg.agents.testing, 2000, cache);
         Ok(Self {
-            audit: provider("audit", &cfg.agents.audit, 300, None),
-            testing: provider("testing", &cfg.agents.testing, 2000, cache),
+            testing: Arc::new(writing.sharing_breaker_of(&judging)),
+            audit: Arc::new(judging),
         })
     }
 }
 
-fn traffic(limits: &LlmLimits, max_tokens: u32) -> TrafficConfig {
+fn traffic(
+    cfg: &LlmConfig,
+    audit: &AuditConfig,
+    limits: &LlmLimits,
+    max_tokens: u32,
+) -> TrafficConfig {
     TrafficConfig {
         concurrency: limits.concurrency.max(1),
         rpm: limits.rpm,
         tpm: limits.tpm,
-        retries: 2,
-        breaker_threshold: 5,
-        breaker_cooldown: Duration::from_secs(30),
-        backoff_initial: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(10),
+        retries: cfg.retries,
+        breaker_threshold: audit.breaker_threshold,
+        breaker_cooldown: audit.breaker_cooldown,
+        backoff_initial: audit.backoff_initial,
+        backoff_max: audit.backoff_max,
         max_tokens,
     }
 }

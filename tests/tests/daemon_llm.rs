@@ -203,6 +203,61 @@ async fn a_writer_that_never_answers_in_json_leaves_the_run_to_its_own_prompts()
     );
 }
 
+/// The daemon's LLM has one circuit breaker, with the threshold of `[audit]`: failed
+/// judging opens it, `aura status` shows it, and probe writing is then refused without
+/// a request too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemons_llm_has_one_breaker_for_both_agents() {
+    let target = FakeLlm::start(|_| Action::chat("Sure, here is the placeholder answer.")).await;
+    let llm = FakeLlm::start(|_| Action::status(500, "{\"error\": \"overloaded\"}")).await;
+    let controls = [
+        (
+            "j.yaml",
+            probe("T-JUDGE", &["one", "two", "three", "four"], "", JUDGE),
+        ),
+        generating_control()[0].clone(),
+    ];
+    let config = format!(
+        "{}retries = 0\n[llm.agents.audit]\nconcurrency = 1\n[audit]\nbreaker_threshold = 2\n",
+        llm_config(&llm)
+    );
+    let d = daemon(&target, &controls, &config).await;
+    let mut req = StartAudit::target("t", None);
+    req.controls = vec!["T-JUDGE".into()];
+    let run = audit::start(&d, req).await;
+    let detail = audit::finished(&d, run, T).await;
+    let c = audit::control(&detail, "T-JUDGE");
+    assert_ne!(c.verdict, Verdict::Pass, "{c:#?}");
+    assert_eq!(
+        llm.count(),
+        2,
+        "two failures open the breaker; the rest never leave"
+    );
+    let status = match d
+        .client()
+        .await
+        .request(aura_proto::wire::RequestBody::Status)
+        .await
+        .unwrap()
+    {
+        aura_proto::wire::Reply::Status(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let row = status
+        .breakers
+        .iter()
+        .find(|b| b.target == "[llm]")
+        .unwrap();
+    assert_eq!(row.state, "open", "{row:?}");
+
+    let mut req = StartAudit::target("t", None);
+    req.controls = vec!["T-GEN".into()];
+    let run = audit::start(&d, req).await;
+    audit::finished(&d, run, T).await;
+    assert_eq!(llm.count(), 2, "the writer shares the open breaker");
+    assert_eq!(events_of(&d, "ProbeGenerationFailed").len(), 1);
+}
+
 /// Each agent's limit applies to its own calls only: with the Audit agent (judge) at
 /// 60 a minute and the Testing agent (generation) at 600, three judge calls and three
 /// generation calls started together reach the server one second and a tenth of a
@@ -242,12 +297,13 @@ async fn each_agent_has_its_own_rate_limit_on_the_daemons_llm() {
         api_key: None,
         // Long: a paused clock jumps to the next timer whenever the runtime idles.
         timeout: Duration::from_secs(3600),
+        retries: 2,
         agents: LlmAgents {
             audit: limits(60),
             testing: limits(600),
         },
     };
-    let llm = DaemonLlm::from_config(&cfg, 1 << 20, None).unwrap();
+    let llm = DaemonLlm::from_config(&cfg, &Default::default(), None).unwrap();
     let judge = Arc::new(Judge::new(llm.audit.clone()));
     let writer = Arc::new(PromptWriter::new(llm.testing.clone()));
     let mut tasks = tokio::task::JoinSet::new();

@@ -40,7 +40,8 @@ pub struct Provider {
     target: Arc<dyn Target>,
     semaphore: Arc<Semaphore>,
     limiter: RateLimiter,
-    breaker: Breaker,
+    /// Shared by every provider of one endpoint.
+    breaker: Arc<Breaker>,
     config: TrafficConfig,
     /// Identifies the target's configuration in cache keys.
     fingerprint: Digest,
@@ -74,7 +75,10 @@ impl Provider {
             target,
             semaphore: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
             limiter: RateLimiter::new(config.rpm, config.tpm),
-            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            breaker: Arc::new(Breaker::new(
+                config.breaker_threshold,
+                config.breaker_cooldown,
+            )),
             config,
             fingerprint,
             cache,
@@ -87,6 +91,13 @@ impl Provider {
 
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// This provider with `other`'s circuit breaker: two agents' traffic control on one
+    /// endpoint, which is up or down for both.
+    pub fn sharing_breaker_of(mut self, other: &Provider) -> Self {
+        self.breaker = other.breaker.clone();
+        self
     }
 
     /// The digest that identifies a request to this target: the cache key, and what the

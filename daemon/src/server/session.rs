@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::evidence::Payload;
-use crate::provider::BreakerState;
+use crate::provider::{Breaker, BreakerState};
+
+/// How `aura status` names the circuit breaker of the daemon's own LLM (`[llm]`).
+pub const LLM_BREAKER: &str = "[llm]";
 use aura_proto::codec::{CodecError, FramedConn};
 use aura_proto::handshake::{HandshakeReply, Hello, Welcome, version_mismatch_message};
 use aura_proto::view::{Alert, Role};
@@ -210,24 +213,25 @@ impl Session {
                         }
                     })
                     .collect();
-                report.breakers = svc
-                    .catalog
-                    .targets()
+                let row = |name: &str, b: &Breaker| BreakerRow {
+                    target: name.to_string(),
+                    state: match b.state() {
+                        BreakerState::Closed => "closed",
+                        BreakerState::Open => "open",
+                        BreakerState::HalfOpen => "half-open",
+                    }
+                    .to_string(),
+                    consecutive_failures: b.consecutive_failures(),
+                };
+                let targets = svc.catalog.targets();
+                report.breakers = targets
                     .entries()
-                    .filter_map(|e| {
-                        let p = e.provider.as_ref().ok()?;
-                        Some(BreakerRow {
-                            target: e.spec.name().to_string(),
-                            state: match p.breaker().state() {
-                                BreakerState::Closed => "closed",
-                                BreakerState::Open => "open",
-                                BreakerState::HalfOpen => "half-open",
-                            }
-                            .to_string(),
-                            consecutive_failures: p.breaker().consecutive_failures(),
-                        })
-                    })
+                    .filter_map(|e| Some(row(e.spec.name(), e.provider.as_ref().ok()?.breaker())))
                     .collect();
+                // The daemon's own LLM, under the name its config section has.
+                if let Some(j) = &svc.judge {
+                    report.breakers.push(row(LLM_BREAKER, j.breaker()));
+                }
                 Ok(Reply::Status(report))
             }
             RequestBody::ReadEvents {
