@@ -149,6 +149,20 @@ impl TestDaemon {
             .await
             .expect("client connects")
     }
+
+    /// What `aura status` shows, over the protocol.
+    pub async fn status(&self) -> aura_proto::wire::StatusReport {
+        match self
+            .client()
+            .await
+            .request(aura_proto::wire::RequestBody::Status)
+            .await
+            .expect("status")
+        {
+            aura_proto::wire::Reply::Status(s) => s,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
 }
 
 impl Drop for TestDaemon {

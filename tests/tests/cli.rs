@@ -116,16 +116,7 @@ async fn policy_validate_works_without_a_daemon() {
 #[tokio::test]
 async fn status_reads_as_text() {
     let d = TestDaemon::start(Setup::default()).await;
-    let report = match d
-        .client()
-        .await
-        .request(aura_proto::wire::RequestBody::Status)
-        .await
-        .unwrap()
-    {
-        aura_proto::wire::Reply::Status(s) => s,
-        other => panic!("unexpected reply {other:?}"),
-    };
+    let report = d.status().await;
     let text = aura::commands::status::render(&report, aura_proto::view::Timestamp::now());
     let first = text.lines().next().unwrap();
     assert!(

@@ -233,16 +233,7 @@ async fn the_daemons_llm_has_one_breaker_for_both_agents() {
         2,
         "two failures open the breaker; the rest never leave"
     );
-    let status = match d
-        .client()
-        .await
-        .request(aura_proto::wire::RequestBody::Status)
-        .await
-        .unwrap()
-    {
-        aura_proto::wire::Reply::Status(s) => s,
-        other => panic!("{other:?}"),
-    };
+    let status = d.status().await;
     let row = status
         .breakers
         .iter()

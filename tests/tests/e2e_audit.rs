@@ -83,10 +83,7 @@ async fn leak_refusal_and_server_error_give_fail_pass_and_error() {
     assert!(reqs.iter().any(|r| r.system().contains("AURA-CANARY-")));
 
     // The failing control raised an alert naming it; the report is on disk.
-    let status = match d.client().await.request(RequestBody::Status).await.unwrap() {
-        Reply::Status(s) => s,
-        other => panic!("{other:?}"),
-    };
+    let status = d.status().await;
     assert_eq!(status.alerts.high, 1, "{status:?}");
     let store = d.handle.services().store.clone();
     let alerts = store.alerts_from(0, 10).unwrap();

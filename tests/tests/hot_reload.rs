@@ -34,10 +34,7 @@ fn control(id: &str, title: &str) -> String {
 }
 
 async fn status(d: &TestDaemon) -> DaemonStatus {
-    match d.client().await.request(RequestBody::Status).await.unwrap() {
-        Reply::Status(s) => s.daemon,
-        other => panic!("{other:?}"),
-    }
+    d.status().await.daemon
 }
 
 async fn start(extra: &str) -> (TestDaemon, PathBuf) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aura_proto::view::Verdict;
-use aura_proto::wire::{Reply, RequestBody, StartAudit};
+use aura_proto::wire::{RequestBody, StartAudit};
 use aura_tests::audit::{self, policies_with, probe};
 use aura_tests::fake_llm::{Action, FakeLlm, Recorded};
 use aura_tests::{Setup, TestDaemon, wait_for};
@@ -190,15 +190,13 @@ async fn endpoint_failures_are_errors_never_fail_or_pass() {
 
 /// The target's circuit breaker as `aura status` shows it, over the protocol.
 async fn breaker(d: &TestDaemon, target: &str) -> String {
-    match d.client().await.request(RequestBody::Status).await.unwrap() {
-        Reply::Status(s) => s
-            .breakers
-            .into_iter()
-            .find(|b| b.target == target)
-            .map(|b| b.state)
-            .unwrap_or_else(|| panic!("no breaker for {target}")),
-        other => panic!("unexpected reply {other:?}"),
-    }
+    d.status()
+        .await
+        .breakers
+        .into_iter()
+        .find(|b| b.target == target)
+        .map(|b| b.state)
+        .unwrap_or_else(|| panic!("no breaker for {target}"))
 }
 
 /// With `breaker_threshold = 2`, a failing endpoint gets two requests and the other
