@@ -175,13 +175,22 @@ async fn check_other(svc: &Services, p: &PlannedControl, now: Timestamp) -> Chec
                             &spec.zero_tolerance,
                             &p.detectors,
                             svc.judge.as_ref().map(|j| j.fingerprint().hex()),
+                            &target.system_prompt,
                         ))
                         .unwrap_or_default(),
                     );
                     let memo = checks::record_memo::RecordMemo::open(svc.store.db(), scope)
                         .inspect_err(|e| tracing::warn!(error = %e, "no memo of record verdicts"))
                         .ok();
-                    checks::transcripts::evaluate(spec, &ds, &target.spec, now, memo.as_ref()).await
+                    checks::transcripts::evaluate(
+                        spec,
+                        &ds,
+                        &target.spec,
+                        target.system_prompt.as_deref(),
+                        now,
+                        memo.as_ref(),
+                    )
+                    .await
                 }
                 Err(e) => Checked::new(Verdict::Error, e),
             }

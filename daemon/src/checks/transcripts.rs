@@ -211,14 +211,24 @@ fn read_file(
     Ok(())
 }
 
-/// Runs the detectors on one record.
-async fn judge_record(spec: &RuntimeSpec, detectors: &[RecordDetector], r: &Record) -> Judged {
+/// Runs the detectors on one record. The target's declared system prompt, if any, is
+/// what production ran under: `prompt_leak` compares answers with it.
+async fn judge_record(
+    spec: &RuntimeSpec,
+    detectors: &[RecordDetector],
+    system_prompt: Option<&str>,
+    r: &Record,
+) -> Judged {
     let (judged_input, judged_output) = match spec.inspect {
         Inspect::Input => (r.input.as_str(), r.input.as_str()),
         Inspect::Output | Inspect::Both => (r.input.as_str(), r.output.as_str()),
     };
     let request = ChatRequest {
-        messages: vec![ChatMessage::user(judged_input)],
+        messages: system_prompt
+            .map(ChatMessage::system)
+            .into_iter()
+            .chain([ChatMessage::user(judged_input)])
+            .collect(),
     };
     let sides: &[&str] = if spec.inspect == Inspect::Both {
         &[judged_output, judged_input]
@@ -257,6 +267,7 @@ pub async fn evaluate(
     spec: &RuntimeSpec,
     detectors: &[RecordDetector],
     target: &TargetSpec,
+    system_prompt: Option<&str>,
     now: Timestamp,
     memo: Option<&RecordMemo>,
 ) -> Checked {
@@ -291,7 +302,7 @@ pub async fn evaluate(
         let judged = match remembered {
             Some(j) => j,
             None => {
-                let j = judge_record(spec, detectors, r).await;
+                let j = judge_record(spec, detectors, system_prompt, r).await;
                 if let (Some(m), Some(t)) = (memo, r.time) {
                     m.put(t, &r.input, &r.output, &j);
                 }
