@@ -110,24 +110,29 @@ impl Agent for MonitorAgent {
             }
         }
         // Housekeeping: payloads nobody stored and attempts of runs finished longer ago
-        // than their retention, and expired cache entries; swept at half the shortest
-        // of those periods (at most hourly).
+        // than their retention, expired cache entries and remembered verdicts of records
+        // no window reaches; swept hourly, or at half the shortest retention.
         let payloads = svc.config.events.payload_retention;
         let attempts = svc.config.audit.attempt_retention;
         let cache_ttl = svc.cache.is_some().then_some(svc.config.audit.cache_ttl);
-        if let Some(shortest) = payloads.into_iter().chain(attempts).chain(cache_ttl).min() {
-            let every = (shortest / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600));
-            let due = {
-                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                let due = st.last_retention.is_none_or(|t| t.elapsed() >= every);
-                if due {
-                    st.last_retention = Some(Instant::now());
-                }
-                due
-            };
+        let every = payloads
+            .into_iter()
+            .chain(attempts)
+            .chain(cache_ttl)
+            .map(|d| d / 2)
+            .min()
+            .unwrap_or(Duration::from_secs(3600))
+            .clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        let due = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let due = st.last_retention.is_none_or(|t| t.elapsed() >= every);
             if due {
-                sweep(svc, payloads, attempts).await;
+                st.last_retention = Some(Instant::now());
             }
+            due
+        };
+        if due {
+            sweep(svc, payloads, attempts).await;
         }
         // The knowledge index, saved now and then (and at shutdown).
         let due = {
@@ -167,6 +172,29 @@ impl Agent for MonitorAgent {
 
 /// One housekeeping sweep; failures are logged and the next sweep tries again.
 async fn sweep(svc: &Services, payloads: Option<Duration>, attempts: Option<Duration>) {
+    // Verdicts remembered for records older than the longest runtime window (or for a
+    // control since edited) will never be asked for again.
+    let longest = svc
+        .catalog
+        .policies()
+        .controls
+        .iter()
+        .filter_map(|c| c.runtime.as_ref().map(|r| r.value.window))
+        .max()
+        .unwrap_or_default();
+    let before = Timestamp::now()
+        .0
+        .saturating_sub(longest.as_millis() as u64);
+    let db = svc.store.db().clone();
+    match tokio::task::spawn_blocking(move || {
+        crate::checks::record_memo::forget_before(&db, before)
+    })
+    .await
+    {
+        Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "remembered record verdicts expired"),
+        Ok(Err(e)) => tracing::error!(error = %e, "record memo sweep failed"),
+        _ => {}
+    }
     if let Some(cache) = svc.cache.clone() {
         match tokio::task::spawn_blocking(move || cache.sweep_expired()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired cache entries removed"),

@@ -18,6 +18,30 @@ pub struct Judged {
     pub intolerable: Option<String>,
 }
 
+/// The memo's tree.
+const TREE: &str = "runtime.memo";
+
+/// Forgets every control's verdicts on records older than `before` (ms), including
+/// those of control definitions no longer in use. Returns how many.
+pub fn forget_before(db: &sled::Db, before: u64) -> Result<u64, sled::Error> {
+    let tree = db.open_tree(TREE)?;
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for key in tree.iter().keys() {
+        let key = key?;
+        let time = key
+            .get(32..40)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes);
+        if time.is_none_or(|t| t < before) {
+            batch.remove(key);
+            n += 1;
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(n)
+}
+
 /// One control's memo (its `scope` digests everything the verdict depends on besides
 /// the record: the control's detectors and inspection, and the judge).
 pub struct RecordMemo {
@@ -28,7 +52,7 @@ pub struct RecordMemo {
 impl RecordMemo {
     pub fn open(db: &sled::Db, scope: Digest) -> Result<Self, sled::Error> {
         Ok(Self {
-            tree: db.open_tree("runtime.memo")?,
+            tree: db.open_tree(TREE)?,
             scope,
         })
     }
@@ -128,5 +152,8 @@ mod tests {
         a.prune(2_000);
         assert_eq!((a.len(), b.len()), (1, 1));
         assert_eq!(a.get(Timestamp(1_000), "q", "old"), None);
+        // The housekeeping sweep forgets across scopes (b's control was since edited).
+        assert_eq!(forget_before(&db, 5_500).unwrap(), 2);
+        assert_eq!((a.len(), b.len()), (0, 0));
     }
 }
