@@ -21,6 +21,9 @@ struct Inner {
     wake: Arc<Notify>,
     /// The last flush failure, kept until a flush succeeds (for the Monitor's alert).
     last_error: Mutex<Option<String>>,
+    /// The last write that failed before any flush (sled can refuse an insert when the
+    /// disk is full), and when; noted by whoever saw it.
+    write_failure: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Committer {
@@ -33,6 +36,7 @@ impl Committer {
             done: watch::channel(0).0,
             wake: wake.clone(),
             last_error: Mutex::new(None),
+            write_failure: Mutex::new(None),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -77,6 +81,29 @@ impl Committer {
             Some(e) => Err(format!("the store could not write to disk: {e}")),
             None => Ok(()),
         }
+    }
+
+    /// Records a write that failed for lack of storage (disk full, read-only, I/O).
+    pub fn note_write_failure(&self, message: String) {
+        *self
+            .inner
+            .write_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((message, std::time::Instant::now()));
+    }
+
+    /// Why storage is failing: the last flush failure, else a write failure noted within
+    /// `within`.
+    pub fn failure(&self, within: std::time::Duration) -> Option<String> {
+        self.last_error().or_else(|| {
+            self.inner
+                .write_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() <= within)
+                .map(|(m, _)| m.clone())
+        })
     }
 
     pub fn last_error(&self) -> Option<String> {

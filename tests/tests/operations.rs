@@ -386,6 +386,18 @@ async fn a_read_only_data_dir_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_raises_an_alert_and_the_daemon_stays_up() {
+    full_disk(false).await;
+}
+
+/// As above, with a tree created after start: sled then refuses the agents' inserts
+/// rather than a flush, and the failure reaches the Monitor through the agent that hit
+/// it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_seen_by_an_insert_raises_the_alert_too() {
+    full_disk(true).await;
+}
+
+async fn full_disk(new_tree: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("small");
     std::fs::create_dir(&data).unwrap();
@@ -397,6 +409,9 @@ async fn a_full_disk_raises_an_alert_and_the_daemon_stays_up() {
     let mut config = Setup::default().write(dir.path());
     config.data_dir = data.join("aura");
     let d = TestDaemon::start_in(dir, config).await;
+    if new_tree {
+        d.handle.services().store.db().open_tree("late").unwrap();
+    }
     // Fill the disk, then make the daemon write.
     let filler = data.join("filler");
     {

@@ -46,6 +46,18 @@ pub enum AgentError {
     ShuttingDown,
 }
 
+impl AgentError {
+    /// Whether the store could not write (disk full, read-only, I/O), rather than the
+    /// work itself failing: the Monitor alerts on these.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Store(StoreError::Sled(sled::Error::Io(_)) | StoreError::Durability(_))
+                | AgentError::Bus(BusError::Storage(sled::Error::Io(_)) | BusError::Durability(_))
+        )
+    }
+}
+
 pub trait Agent: Send + Sync + 'static {
     /// What arrives on this agent's topic.
     type Msg: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;

@@ -31,6 +31,9 @@ struct State {
 
 /// A queue deeper than this makes the monitor report itself degraded.
 const DEEP_QUEUE: u64 = 10_000;
+/// A failed write keeps storage "failing" this long, so a disk that stays full is one
+/// alert, not one per retried message.
+const STORAGE_QUIET: Duration = Duration::from_secs(600);
 const PERSIST_EVERY: Duration = Duration::from_secs(600);
 
 fn alert(svc: &Services, severity: Severity, title: String, detail: String) {
@@ -61,8 +64,9 @@ impl Agent for MonitorAgent {
     }
 
     async fn tick(&self, svc: &Services) -> Result<(), AgentError> {
-        // Storage: a flush that failed (disk full, read-only) is alerted once.
-        let storage = svc.store.committer().last_error();
+        // Storage: a flush or a write that failed (disk full, read-only) is alerted once,
+        // and again only after storage has worked for a while.
+        let storage = svc.store.committer().failure(STORAGE_QUIET);
         let new_storage_error = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let changed = storage != st.storage_error;

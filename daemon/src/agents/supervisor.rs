@@ -187,6 +187,9 @@ async fn run<A: Agent>(agent: Arc<A>, svc: Services, status: Status) -> Result<(
                     r.last_heartbeat = Timestamp::now();
                     r.queue_depth = depth;
                     if let Err(e) = &tick {
+                        if e.is_storage_failure() {
+                            svc.store.committer().note_write_failure(e.to_string());
+                        }
                         r.errors += 1;
                         r.state = AgentState::Degraded { reason: e.to_string() };
                     }
@@ -214,6 +217,9 @@ fn settle(svc: &Services, status: &Status, d: &Delivery, result: Result<(), Agen
         Err(e) => {
             let reason = e.to_string();
             tracing::warn!(id = d.envelope.id, topic = %d.envelope.topic, error = %reason, "message failed");
+            if e.is_storage_failure() {
+                svc.store.committer().note_write_failure(reason.clone());
+            }
             if let Err(e) = svc.bus.nack(d, &reason) {
                 tracing::error!(error = %e, id = d.envelope.id, "could not nack");
             }
