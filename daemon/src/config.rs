@@ -577,7 +577,14 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    // Syntax first, so "not TOML" is said only of a file that is not.
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        return Err(ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&text, &e),
+        });
+    }
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
         path: path.to_path_buf(),
         message: describe_toml_error(&text, &e),
     })
@@ -635,6 +642,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("not valid TOML"), "{msg}");
+    }
+
+    #[test]
+    fn a_valid_toml_file_with_a_bad_value_names_the_value_not_the_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[audit]\nattempt_retention = \"soon\"\n");
+        let msg = DaemonConfig::load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("not valid TOML"), "{msg}");
+        assert!(
+            msg.contains("line 2") && msg.contains("`soon` is not a duration"),
+            "{msg}"
+        );
     }
 
     #[test]
