@@ -195,6 +195,26 @@ fn zero_tolerance_names_a_detector_the_control_lacks() {
 }
 
 #[test]
+fn log_integrity_with_a_zero_gap() {
+    expect(
+        "integrity-zero-gap.yaml",
+        6,
+        "runtime.integrity durations must be longer than zero",
+        Some("`max_gap: 6h`"),
+    );
+}
+
+#[test]
+fn refusal_gap_out_of_range() {
+    expect(
+        "refusal-gap-range.yaml",
+        9,
+        "max_refusal_gap is 3, outside 0.0 to 1.0",
+        None,
+    );
+}
+
+#[test]
 fn webhook_with_an_inline_credential() {
     expect(
         "webhook-credential.yaml",
