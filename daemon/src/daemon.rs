@@ -236,6 +236,7 @@ impl DaemonBuilder {
             events: events.clone(),
             kb,
             cache,
+            read_index: Default::default(),
             judge,
             prompt_writer,
             view: view.clone(),

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aggregator::ViewHandle;
 use crate::bus::Bus;
 use crate::catalog::Catalog;
+use crate::checks::read_index::ReadIndex;
 use crate::config::DaemonConfig;
 use crate::eventlog::EventLog;
 use crate::evidence::EvidenceStore;
@@ -30,6 +31,8 @@ pub struct Services {
     pub kb: Arc<dyn KnowledgeStore>,
     /// Target answers by request digest (`[audit] cache`); the Monitor sweeps it.
     pub cache: Option<ResponseCache>,
+    /// Where to resume reading transcript files that only grew.
+    pub read_index: ReadIndex,
     /// The daemon's own LLM as a judge (Audit agent), when `[llm]` is configured.
     pub judge: Option<Arc<Judge>>,
     /// The daemon's own LLM writing probes (Testing agent), when `[llm]` is configured.
@@ -153,6 +156,7 @@ pub mod testing {
             events,
             kb,
             cache: None,
+            read_index: Default::default(),
             judge: None,
             prompt_writer: None,
             view,

@@ -189,6 +189,7 @@ async fn check_other(svc: &Services, p: &PlannedControl, now: Timestamp) -> Chec
                         target.system_prompt.as_deref(),
                         now,
                         memo.as_ref(),
+                        Some(svc.read_index.clone()),
                     )
                     .await
                 }

@@ -178,7 +178,7 @@ mod tests {
         .unwrap();
         let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
         let since = parse_date(since, false).unwrap().0;
-        (transcripts::read(&target, since).unwrap(), sequence)
+        (transcripts::read(&target, since, None).unwrap(), sequence)
     }
 
     fn rec(seq: u64, time: &str, session: Option<&str>) -> String {

@@ -4,6 +4,7 @@
 pub mod attestation;
 pub mod documents;
 pub mod log_integrity;
+pub mod read_index;
 pub mod record_memo;
 pub mod transcripts;
 

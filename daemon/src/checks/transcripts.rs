@@ -6,7 +6,8 @@
 //! proportional to its window.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use aura_policy::TargetSpec;
@@ -15,6 +16,7 @@ use aura_policy::record::parse_date;
 use aura_proto::view::{Timestamp, Verdict, VerdictCounts};
 use serde_json::Value;
 
+use super::read_index::{FileMarks, Mark, ReadIndex};
 use super::record_memo::{Judged, RecordMemo};
 use super::{Checked, log_integrity};
 use crate::detectors::{self, Detector, Input};
@@ -52,10 +54,12 @@ pub struct Read {
     /// integrity checks compare the window with.
     pub first: Option<Record>,
     pub before_window: Option<Record>,
-    /// Lines that were not a JSON object with the mapped fields.
+    /// Lines that were not a JSON object with the mapped fields (in the parts read).
     pub broken: usize,
     /// The first of them: (file, line number).
     pub first_broken: Option<(PathBuf, usize)>,
+    /// Bytes read: what the marks of a [`ReadIndex`] saved shows here.
+    pub bytes_read: u64,
 }
 
 /// How much of a file to read.
@@ -74,8 +78,9 @@ enum Extent {
 /// Files of a folder last modified before `since` hold no record of the window, so a
 /// year of rotated daily logs is not re-read on every run: only the latest of them is
 /// (its last record leads into the window), and the first record of the first file
-/// (the start of the log).
-pub fn read(target: &TargetSpec, since: u64) -> Result<Read, String> {
+/// (the start of the log). With an `index`, a file that only grew is read from the last
+/// mark before the window rather than from its start.
+pub fn read(target: &TargetSpec, since: u64, index: Option<&ReadIndex>) -> Result<Read, String> {
     let path = target
         .path
         .as_ref()
@@ -110,7 +115,7 @@ pub fn read(target: &TargetSpec, since: u64) -> Result<Read, String> {
             _ => Extent::Skip,
         };
         if extent != Extent::Skip {
-            read_file(&file, f, since, extent, &mut out)?;
+            read_file(&file, f, since, extent, index, &mut out)?;
         }
         out.files.push(file);
     }
@@ -135,18 +140,79 @@ fn field(v: &Value, key: &str) -> Option<String> {
     })
 }
 
+/// Where the last record read went, to copy it into a mark without cloning each one.
+#[derive(Clone, Copy)]
+enum Last {
+    InWindow(usize),
+    BeforeWindow,
+}
+
 fn read_file(
     file: &Path,
     f: &aura_policy::target::TranscriptFields,
     since: u64,
     extent: Extent,
+    index: Option<&ReadIndex>,
     out: &mut Read,
 ) -> Result<(), String> {
-    let reader = BufReader::new(
-        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?,
-    );
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
+    let mut handle =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let meta = handle.metadata().map_err(cannot)?;
+    let id = (meta.dev(), meta.ino());
+    let file_index = out.files.len();
+    let here = |mut r: Record| {
+        r.file = file_index;
+        r
+    };
+    // Resume at the last mark before the window, keeping the marks up to it.
+    let index = index.filter(|_| extent == Extent::Whole);
+    let known = index.and_then(|i| i.get(file, id, meta.len()));
+    let mut marks: Vec<Mark> = Vec::new();
+    let mut start = Mark::start();
+    let mut file_first: Option<Record> = None;
+    if let Some(known) = known
+        && let Some(pos) = known.marks.iter().rposition(|m| m.newest_before < since)
+    {
+        marks = known.marks[..=pos].to_vec();
+        start = marks[pos].clone();
+        file_first = known.first.map(here);
+        if out.first.is_none() {
+            out.first = file_first.clone();
+        }
+        if let Some(r) = start.last_before.clone() {
+            out.before_window = Some(here(r));
+        }
+        handle.seek(SeekFrom::Start(start.offset)).map_err(cannot)?;
+    }
+    let mut newest = start.newest_before;
+    let mut last: Option<Last> = start.last_before.is_some().then_some(Last::BeforeWindow);
+    let mut offset = start.offset;
+    let mut since_mark = 0u64;
+    let reader = BufReader::new(handle);
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let i = start.line + n;
+        if let Some(index) = index
+            && since_mark >= index.spacing()
+        {
+            let last_before = match last {
+                Some(Last::InWindow(k)) => out.records.get(k).cloned(),
+                Some(Last::BeforeWindow) => out.before_window.clone(),
+                None => None,
+            };
+            marks.push(Mark {
+                offset,
+                line: i,
+                newest_before: newest,
+                last_before,
+            });
+            since_mark = 0;
+        }
+        let line = line.map_err(cannot)?;
+        let len = line.len() as u64 + 1;
+        offset += len;
+        since_mark += len;
+        out.bytes_read += len;
         let text = String::from_utf8_lossy(&line);
         if text.trim().is_empty() {
             continue;
@@ -195,10 +261,16 @@ fn read_file(
                 if out.first.is_none() {
                     out.first = Some(r.clone());
                 }
+                if file_first.is_none() {
+                    file_first = Some(r.clone());
+                }
+                newest = newest.max(r.time.map_or(u64::MAX, |t| t.0));
                 if r.time.is_some_and(|t| t.0 < since) {
                     out.before_window = Some(r);
+                    last = Some(Last::BeforeWindow);
                 } else {
                     out.records.push(r);
+                    last = Some(Last::InWindow(out.records.len() - 1));
                 }
             }
             None => {
@@ -207,6 +279,16 @@ fn read_file(
                     .get_or_insert_with(|| (file.to_path_buf(), i + 1));
             }
         }
+    }
+    if let Some(index) = index {
+        index.put(
+            file,
+            FileMarks {
+                id,
+                first: file_first,
+                marks,
+            },
+        );
     }
     Ok(())
 }
@@ -270,11 +352,12 @@ pub async fn evaluate(
     system_prompt: Option<&str>,
     now: Timestamp,
     memo: Option<&RecordMemo>,
+    index: Option<ReadIndex>,
 ) -> Checked {
     let since = now.0.saturating_sub(spec.window.as_millis() as u64);
     let read = match tokio::task::spawn_blocking({
         let t = target.clone();
-        move || read(&t, since)
+        move || read(&t, since, index.as_ref())
     })
     .await
     {
@@ -385,6 +468,78 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
+    /// What a read found, to compare reads with and without marks.
+    fn summary(r: &Read) -> (Vec<(String, usize)>, Option<String>, Option<String>) {
+        (
+            r.records
+                .iter()
+                .map(|r| (r.input.clone(), r.line))
+                .collect(),
+            r.before_window.as_ref().map(|r| r.input.clone()),
+            r.first.as_ref().map(|r| r.input.clone()),
+        )
+    }
+
+    #[test]
+    fn marks_skip_what_is_older_than_the_window_and_change_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let at = |secs_ago: u64| {
+            humantime::format_rfc3339_seconds(now - Duration::from_secs(secs_ago)).to_string()
+        };
+        let rec = |i: u64, secs_ago: u64| {
+            format!(
+                r#"{{"timestamp":"{}","input":"r{i}","output":"ok"}}"#,
+                at(secs_ago)
+            )
+        };
+        // Two days of old records (one without a time, which is always judged), then an
+        // hour of recent ones.
+        let mut lines: Vec<String> = (0..2000).map(|i| rec(i, 200_000 - i * 10)).collect();
+        lines[10] = r#"{"input":"untimed","output":"ok"}"#.into();
+        lines.extend((2000..2500).map(|i| rec(i, 3000 - (i - 2000) * 5)));
+        let log = dir.path().join("chat.jsonl");
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "name: logs\nkind: transcripts\npath: chat.jsonl\n",
+        )
+        .unwrap();
+        let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
+        let since = |secs_ago: u64| {
+            (now - Duration::from_secs(secs_ago))
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let index = ReadIndex::with_spacing(4096);
+        let check = |window: u64| {
+            let plain = read(&target, since(window), None).unwrap();
+            let marked = read(&target, since(window), Some(&index)).unwrap();
+            assert_eq!(summary(&marked), summary(&plain));
+            (plain.bytes_read, marked.bytes_read)
+        };
+        // The first read sets the marks; an untimed record keeps everything after it
+        // from being skipped...
+        check(3600);
+        let (all, marked) = check(3600);
+        assert_eq!(marked, all);
+        // ...so remove it: now the old records are skipped.
+        lines[10] = rec(10, 200_000 - 100);
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+        check(3600);
+        let (all, marked) = check(3600);
+        assert!(marked * 4 < all, "read {marked} of {all} bytes");
+        // Appended records are found.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, (rec(9999, 1) + "\n").as_bytes()).unwrap();
+        check(3600);
+        // A file rewritten shorter (rotated in place) starts over.
+        std::fs::write(&log, lines[..5].join("\n") + "\n").unwrap();
+        check(3600);
+        check(400_000);
+    }
+
     #[test]
     fn rotated_files_untouched_since_before_the_window_are_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -429,7 +584,7 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let read = read(&target, since).unwrap();
+        let read = read(&target, since, None).unwrap();
         let input = |r: &Option<Record>| r.as_ref().map(|r| r.input.clone());
         assert_eq!(input(&read.first), Some("start".into()));
         assert_eq!(input(&read.before_window), Some("last before".into()));
@@ -466,7 +621,7 @@ mod tests {
         .unwrap();
         let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
         let since = parse_date("2026-11-01T09:00:00Z", false).unwrap().0;
-        let read = read(&target, since).unwrap();
+        let read = read(&target, since, None).unwrap();
         let inputs: Vec<&str> = read.records.iter().map(|r| r.input.as_str()).collect();
         assert_eq!(inputs, ["new", "untimed"]);
         assert_eq!(read.broken, 2);
