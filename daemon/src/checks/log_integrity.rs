@@ -6,7 +6,7 @@
 use aura_policy::control::{LogField, LogIntegrity};
 use aura_proto::view::Timestamp;
 
-use super::transcripts::{Read, Record};
+use super::transcript_log::{Read, Record};
 
 /// Problems listed in a verdict's detail; the rest are counted.
 const SHOWN: usize = 3;
@@ -156,7 +156,7 @@ fn span(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::transcripts;
+    use crate::checks::transcript_log;
     use aura_policy::record::parse_date;
 
     const NOW: &str = "2026-11-26T12:00:00Z";
@@ -178,7 +178,10 @@ mod tests {
         .unwrap();
         let target = aura_policy::load_targets(dir.path()).unwrap().remove(0);
         let since = parse_date(since, false).unwrap().0;
-        (transcripts::read(&target, since, None).unwrap(), sequence)
+        (
+            transcript_log::read(&target, since, None).unwrap(),
+            sequence,
+        )
     }
 
     fn rec(seq: u64, time: &str, session: Option<&str>) -> String {

@@ -6,6 +6,7 @@ pub mod documents;
 pub mod log_integrity;
 pub mod read_index;
 pub mod record_memo;
+pub mod transcript_log;
 pub mod transcripts;
 
 use aura_proto::view::{Verdict, VerdictCounts};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::transcripts::Record;
+use super::transcript_log::Record;
 
 /// Bytes between marks.
 const SPACING: u64 = 4 << 20;
