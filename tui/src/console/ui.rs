@@ -19,7 +19,11 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     ])
     .areas(f.area());
     draw_header(f, header, app, theme);
-    let [top, alerts] = Layout::vertical([Constraint::Length(12), Constraint::Min(3)]).areas(body);
+    // Agents and the audit take half of a tall screen (at least their 12 rows), so a
+    // run's findings have room; alerts get the rest.
+    let top_rows = (body.height / 2).max(12);
+    let [top, alerts] =
+        Layout::vertical([Constraint::Length(top_rows), Constraint::Min(3)]).areas(body);
     let [agents, audit] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(top);
     draw_agents(f, agents, app, theme);
@@ -220,11 +224,19 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Verdict::Error => theme.warn,
                 _ => theme.dim,
             };
-            lines.push(Line::from(vec![
+            let mut spans = vec![
                 Span::styled(format!("{:<7}", short(c.verdict)), style),
                 Span::raw(format!("{:<10}", c.control)),
-                Span::styled(c.severity.name(), severity_style(c.severity, theme)),
-            ]));
+                Span::styled(
+                    format!("{:<9}", c.severity.name()),
+                    severity_style(c.severity, theme),
+                ),
+            ];
+            // The title only where it fits whole enough to read.
+            if rest.width >= 60 {
+                spans.push(Span::styled(c.title.clone(), theme.dim));
+            }
+            lines.push(Line::from(spans));
         }
         if findings.len() > shown {
             lines.push(
