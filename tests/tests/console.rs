@@ -13,7 +13,11 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 fn render(app: &App) -> String {
-    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    render_at(app, 80, 24)
+}
+
+fn render_at(app: &App, width: u16, height: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
     term.draw(|f| ui::draw(f, app, &Theme::plain())).unwrap();
     let buf = term.backend().buffer().clone();
     let mut out = String::new();
@@ -72,6 +76,13 @@ async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
         "@ HOST ",
     );
     settings.bind(|| insta::assert_snapshot!(screen));
+
+    // A larger terminal shows the findings with their titles (cut at the pane's edge).
+    let wide = render_at(&app, 120, 36);
+    for c in app.findings() {
+        let start: String = c.title.chars().take(40).collect();
+        assert!(wide.contains(&start), "{start:?} in\n{wide}");
+    }
 
     // The help view lists the same keys as the footer.
     app.update(Msg::Key(crossterm::event::KeyEvent::from(
