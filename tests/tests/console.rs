@@ -90,7 +90,7 @@ async fn console_shows_agents_audit_progress_and_alerts_at_80x24() {
     )));
     let help = render(&app);
     assert!(
-        help.contains("Help") && help.contains("switch pane"),
+        help.contains("Help") && help.contains("filter") && help.contains("pane"),
         "{help}"
     );
 }

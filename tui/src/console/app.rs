@@ -68,8 +68,12 @@ pub const MAIN_KEYS: &[Binding] = &[
         action: "help",
     },
     Binding {
+        keys: "/",
+        action: "filter",
+    },
+    Binding {
         keys: "tab",
-        action: "switch pane",
+        action: "pane",
     },
     Binding {
         keys: "j/k ↑/↓",
@@ -103,6 +107,11 @@ pub struct App {
     /// Index into `alerts`, newest first.
     pub alert_sel: usize,
     pub stack: Vec<View>,
+    /// Alerts shown only if they contain this (control, target, title or severity;
+    /// any case).
+    pub filter: Option<String>,
+    /// Keys go into the filter until Enter or Esc.
+    pub editing_filter: bool,
     pub now: Timestamp,
 }
 
@@ -122,6 +131,8 @@ impl App {
             agent_sel: 0,
             alert_sel: 0,
             stack: Vec::new(),
+            filter: None,
+            editing_filter: false,
             now,
         }
     }
@@ -177,9 +188,25 @@ impl App {
         }
     }
 
-    /// Alerts newest first.
+    /// Alerts newest first, as filtered.
     pub fn alerts_newest_first(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts.iter().rev()
+        let needle = self
+            .filter
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(str::to_lowercase);
+        self.alerts.iter().rev().filter(move |a| {
+            needle.as_ref().is_none_or(|n| {
+                [
+                    a.title.as_str(),
+                    a.control.as_deref().unwrap_or(""),
+                    a.target.as_deref().unwrap_or(""),
+                    a.severity.name(),
+                ]
+                .iter()
+                .any(|field| field.to_lowercase().contains(n.as_str()))
+            })
+        })
     }
 
     pub fn selected_alert(&self) -> Option<&Alert> {
@@ -201,7 +228,34 @@ impl App {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return vec![Effect::Quit];
         }
+        if self.editing_filter {
+            let filter = self.filter.get_or_insert_with(String::new);
+            match key.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.editing_filter = false;
+                    self.filter = None;
+                }
+                KeyCode::Backspace => {
+                    filter.pop();
+                }
+                KeyCode::Char(c) => filter.push(c),
+                _ => {}
+            }
+            self.alert_sel = 0;
+            return vec![];
+        }
         match key.code {
+            KeyCode::Esc if self.stack.is_empty() && self.filter.is_some() => {
+                self.filter = None;
+                self.alert_sel = 0;
+            }
+            KeyCode::Char('/') if self.stack.is_empty() => {
+                self.editing_filter = true;
+                self.filter = Some(String::new());
+                self.focus = Focus::Alerts;
+                self.alert_sel = 0;
+            }
             KeyCode::Char('q') => return vec![Effect::Quit],
             KeyCode::Esc => {
                 self.stack.pop();
@@ -227,9 +281,10 @@ impl App {
     }
 
     fn move_sel(&mut self, by: isize) {
+        let shown = self.alerts_newest_first().count();
         let (sel, len) = match self.focus {
             Focus::Agents => (&mut self.agent_sel, self.agents.len()),
-            Focus::Alerts => (&mut self.alert_sel, self.alerts.len()),
+            Focus::Alerts => (&mut self.alert_sel, shown),
         };
         if len == 0 {
             *sel = 0;
@@ -435,6 +490,52 @@ mod tests {
             ["C-HIGH", "C-LOW", "C-ERR"],
             "failures first, worst first"
         );
+    }
+
+    #[test]
+    fn slash_filters_the_alerts_and_esc_clears_the_filter() {
+        use aura_proto::view::Severity;
+        let mut app = App::new(Timestamp(0));
+        for (seq, control, target, severity) in [
+            (1, "AURA-P05", "support-bot", Severity::Critical),
+            (2, "AURA-P01", "demo", Severity::High),
+            (3, "AURA-P05", "demo", Severity::Critical),
+        ] {
+            app.update(Msg::Conn(ConnEvent::Update(Update::Alert(Alert {
+                seq,
+                time: Timestamp(0),
+                severity,
+                source: AgentKind::Orchestrator,
+                title: format!("{control} failed on {target}"),
+                detail: String::new(),
+                run: None,
+                control: Some(control.into()),
+                target: Some(target.into()),
+            }))));
+        }
+        let key = |c| Msg::Key(KeyEvent::from(c));
+        let shown = |app: &App| app.alerts_newest_first().map(|a| a.seq).collect::<Vec<_>>();
+        app.update(key(KeyCode::Char('/')));
+        assert_eq!(app.focus, Focus::Alerts);
+        for c in "p05".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        assert_eq!(shown(&app), [3, 1], "any case, newest first");
+        // Keys edit the filter, not the view, until Enter.
+        app.update(key(KeyCode::Char('q')));
+        assert!(shown(&app).is_empty());
+        app.update(key(KeyCode::Backspace));
+        app.update(key(KeyCode::Enter));
+        app.update(key(KeyCode::Char('j')));
+        assert_eq!(app.selected_alert().map(|a| a.seq), Some(1));
+        app.update(key(KeyCode::Char('j')));
+        assert_eq!(
+            app.alert_sel, 1,
+            "movement stays within the filtered alerts"
+        );
+        app.update(key(KeyCode::Esc));
+        assert_eq!(shown(&app), [3, 2, 1]);
+        assert_eq!(app.update(key(KeyCode::Char('q'))), vec![Effect::Quit]);
     }
 
     #[test]

@@ -289,12 +289,27 @@ fn short(v: Verdict) -> &'static str {
 }
 
 fn draw_alerts(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let title = format!(" Alerts ({}) ", app.alerts.len());
+    let shown = app.alerts_newest_first().count();
+    let title = match &app.filter {
+        Some(filter) => {
+            let cursor = if app.editing_filter { "▏" } else { "" };
+            format!(
+                " Alerts ({shown} of {}) /{filter}{cursor} ",
+                app.alerts.len()
+            )
+        }
+        None => format!(" Alerts ({}) ", app.alerts.len()),
+    };
     let block = pane(title, app.focus == Focus::Alerts, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    if app.alerts.is_empty() {
-        f.render_widget(Paragraph::new("No alerts.").style(theme.dim), inner);
+    if shown == 0 {
+        let empty = if app.alerts.is_empty() {
+            "No alerts."
+        } else {
+            "No alert matches the filter (esc clears it)."
+        };
+        f.render_widget(Paragraph::new(empty).style(theme.dim), inner);
         return;
     }
     let height = inner.height as usize;
