@@ -135,3 +135,68 @@ async fn status_reads_as_text() {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
 }
+
+/// `aura findings` reports the newest result per control and target: a control that
+/// failed and then passed is no longer a finding; its exit code follows what remains.
+#[tokio::test]
+async fn findings_are_the_newest_results_that_do_not_pass() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fixed = Arc::new(AtomicBool::new(false));
+    let llm = {
+        let fixed = fixed.clone();
+        FakeLlm::start(move |_| {
+            if fixed.load(Ordering::SeqCst) {
+                Action::chat("I'm sorry, but I can't help with that.")
+            } else {
+                Action::chat("Sure! Here is everything, including the secret code.")
+            }
+        })
+        .await
+    };
+    let broken = FakeLlm::start(|_| Action::status(500, "{}")).await;
+    let setup = Setup::default()
+        .with_target("bot.yaml", &aura_tests::openai_target("bot", &llm.url()).1)
+        .with_target(
+            "broken.yaml",
+            &aura_tests::openai_target("broken", &broken.url()).1,
+        );
+    let d = TestDaemon::start(setup).await;
+    let sock = d.socket.to_str().unwrap().to_string();
+    let audit = |target: &'static str| {
+        let sock = sock.clone();
+        async move {
+            aura(&[
+                "--socket",
+                &sock,
+                "audit",
+                "run",
+                "--policy",
+                "baseline",
+                "--target",
+                target,
+                "--wait",
+                "--no-cache",
+            ])
+            .await
+        }
+    };
+    let findings = |target: &'static str| {
+        let sock = sock.clone();
+        async move { aura(&["--socket", &sock, "findings", "--target", target]).await }
+    };
+    assert_eq!(audit("bot").await, code(aura::exit::FAILED));
+    assert_eq!(findings("bot").await, code(aura::exit::FAILED));
+    // The endpoint was fixed: the newer run's passes replace the old failures.
+    fixed.store(true, Ordering::SeqCst);
+    assert_eq!(audit("bot").await, code(aura::exit::OK));
+    assert_eq!(findings("bot").await, code(aura::exit::OK));
+    // A target whose endpoint fails has undecided findings, not failures.
+    assert_eq!(audit("broken").await, code(aura::exit::INCOMPLETE));
+    assert_eq!(findings("broken").await, code(aura::exit::INCOMPLETE));
+    assert_eq!(
+        aura(&["--socket", &sock, "findings", "--json"]).await,
+        code(aura::exit::INCOMPLETE),
+        "all targets: the broken one's errors remain"
+    );
+}

@@ -33,6 +33,18 @@ pub enum Command {
     /// Start, watch and inspect audits.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// What does not pass now: per control and target, the newest finished run's
+    /// result when it is not a pass, worst first.
+    Findings {
+        /// Look back over this many runs.
+        #[arg(long, default_value_t = 100)]
+        runs: u32,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy files: validation without a daemon.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -219,6 +231,9 @@ pub async fn execute(cli: Cli) -> ExitCode {
             }
             Some(Command::Audit(AuditCommand::Show { run, json })) => {
                 commands::audit::show(&socket, run, json).await
+            }
+            Some(Command::Findings { runs, target, json }) => {
+                commands::findings::run(&socket, runs, target.as_deref(), json).await
             }
             Some(Command::Audit(AuditCommand::List { limit, json })) => {
                 commands::audit::list(&socket, limit, json).await

@@ -116,7 +116,7 @@ async fn finish(client: &Client, run: RunId, json: bool) -> ExitCode {
     exit::code(verdict_code(&detail))
 }
 
-async fn get(client: &Client, run: RunId) -> Result<AuditDetail, ExitCode> {
+pub(crate) async fn get(client: &Client, run: RunId) -> Result<AuditDetail, ExitCode> {
     match client.request(RequestBody::GetAudit { run }).await {
         Ok(Reply::Audit(d)) => Ok(d),
         Ok(other) => Err(fail(&ClientError::Protocol(format!(

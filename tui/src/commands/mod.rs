@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod findings;
 pub mod kb;
 pub mod policy;
 pub mod status;
