@@ -261,19 +261,25 @@ pub async fn show(socket: &Path, run: u64, json: bool) -> ExitCode {
     exit::code(exit::OK)
 }
 
+/// The most recent runs first, at most `limit`.
+pub(crate) async fn recent(client: &Client, limit: u32) -> Result<Vec<AuditSummary>, ExitCode> {
+    match client.request(RequestBody::ListAudits { limit }).await {
+        Ok(Reply::Audits(r)) => Ok(r),
+        Ok(other) => Err(fail(&ClientError::Protocol(format!(
+            "unexpected reply {other:?}"
+        )))),
+        Err(e) => Err(fail(&e)),
+    }
+}
+
 pub async fn list(socket: &Path, limit: u32, json: bool) -> ExitCode {
     let client = match connect(socket).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runs = match client.request(RequestBody::ListAudits { limit }).await {
-        Ok(Reply::Audits(r)) => r,
-        Ok(other) => {
-            return fail(&ClientError::Protocol(format!(
-                "unexpected reply {other:?}"
-            )));
-        }
-        Err(e) => return fail(&e),
+    let runs = match recent(&client, limit).await {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     if json {
         return print_json(&runs);

@@ -6,12 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use aura_proto::view::{ControlResult, RunId, Verdict};
-use aura_proto::wire::{Reply, RequestBody};
 use serde::Serialize;
 
-use super::audit::get;
-use super::{connect, fail, print_json};
-use crate::client::ClientError;
+use super::audit::{get, recent};
+use super::{connect, print_json};
 use crate::exit;
 
 #[derive(Debug, Serialize)]
@@ -56,17 +54,9 @@ pub async fn run(socket: &Path, runs: u32, target: Option<&str>, json: bool) -> 
         Ok(c) => c,
         Err(code) => return code,
     };
-    let summaries = match client
-        .request(RequestBody::ListAudits { limit: runs })
-        .await
-    {
-        Ok(Reply::Audits(r)) => r,
-        Ok(other) => {
-            return fail(&ClientError::Protocol(format!(
-                "unexpected reply {other:?}"
-            )));
-        }
-        Err(e) => return fail(&e),
+    let summaries = match recent(&client, runs).await {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     // Newest run first: the first result seen for a control and target is the current one.
     let mut seen = BTreeSet::new();
