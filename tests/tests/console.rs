@@ -164,3 +164,47 @@ async fn console_reconnects_when_the_daemon_restarts_and_misses_no_alert() {
     let seqs: Vec<u64> = app.alerts.iter().map(|a| a.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
+
+/// `:audit demo baseline` typed in the console starts a run through the real socket,
+/// and the console says so and shows it.
+#[tokio::test]
+async fn the_command_line_starts_an_audit() {
+    use crossterm::event::{KeyCode, KeyEvent};
+    let d = TestDaemon::start(Setup::default()).await;
+    let (mut events, commands) = conn::spawn(d.socket.clone());
+    let mut app = App::new(Timestamp::now());
+    let mut pump = |app: &mut App| {
+        while let Ok(ev) = events.try_recv() {
+            for effect in app.update(Msg::Conn(ev)) {
+                let commands = commands.clone();
+                tokio::spawn(async move { aura::console::perform(effect, &commands).await });
+            }
+        }
+    };
+    wait_for("the console to connect", Duration::from_secs(20), || {
+        pump(&mut app);
+        std::future::ready((app.conn == aura::console::app::Conn::Connected).then_some(()))
+    })
+    .await;
+    let mut effects = app.update(Msg::Key(KeyEvent::from(KeyCode::Char(':'))));
+    for c in "audit demo baseline".chars() {
+        effects.extend(app.update(Msg::Key(KeyEvent::from(KeyCode::Char(c)))));
+    }
+    effects.extend(app.update(Msg::Key(KeyEvent::from(KeyCode::Enter))));
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    for effect in effects {
+        assert!(aura::console::perform(effect, &commands).await);
+    }
+    wait_for("the run to start and show", Duration::from_secs(20), || {
+        pump(&mut app);
+        let said = app
+            .message()
+            .is_some_and(|(text, error)| !error && text.starts_with("audit run 1 started"));
+        std::future::ready(
+            (said && app.audits.contains_key(&aura_proto::view::RunId(1))).then_some(()),
+        )
+    })
+    .await;
+    let screen = render(&app);
+    assert!(screen.contains("audit run 1 started"), "{screen}");
+}

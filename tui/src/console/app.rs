@@ -8,7 +8,7 @@ use aura_proto::view::{
     AgentKind, AgentRow, Alert, AuditDetail, AuditSummary, ControlResult, DaemonStatus, RunId,
     Timestamp, Verdict,
 };
-use aura_proto::wire::{Delta, Snapshot, Topic, Update};
+use aura_proto::wire::{Delta, RequestBody, Snapshot, StartAudit, Topic, Update};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::conn::ConnEvent;
@@ -44,12 +44,68 @@ pub enum Msg {
     Conn(ConnEvent),
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Effect {
     Quit,
     Resubscribe(Topic),
     /// Ask for a finished run's control results (its findings).
     FetchAudit(RunId),
+    /// An operator's request typed on the command line; its outcome comes back as
+    /// [`ConnEvent::Outcome`].
+    Request(RequestBody),
+}
+
+/// What `:` accepts, for the help view and for errors.
+pub const COMMANDS: &[Binding] = &[
+    Binding {
+        keys: ":audit TARGET [POLICY]",
+        action: "start an audit",
+    },
+    Binding {
+        keys: ":pause|resume|cancel RUN",
+        action: "control a run",
+    },
+    Binding {
+        keys: ":reload",
+        action: "re-read targets and policies",
+    },
+    Binding {
+        keys: ":q",
+        action: "quit",
+    },
+];
+
+/// Parses a command line (without the `:`).
+pub fn parse_command(line: &str) -> Result<Effect, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let run = |w: Option<&&str>| -> Result<RunId, String> {
+        w.and_then(|w| w.trim_start_matches('#').parse().ok())
+            .map(RunId)
+            .ok_or_else(|| "give the run number, e.g. `:pause 3`".to_string())
+    };
+    match words.as_slice() {
+        ["q" | "quit"] => Ok(Effect::Quit),
+        ["reload"] => Ok(Effect::Request(RequestBody::Reload)),
+        ["audit", target] => Ok(Effect::Request(RequestBody::StartAudit(
+            StartAudit::target(*target, None),
+        ))),
+        ["audit", target, policy] => Ok(Effect::Request(RequestBody::StartAudit(
+            StartAudit::target(*target, Some(policy)),
+        ))),
+        ["pause", rest @ ..] => Ok(Effect::Request(RequestBody::PauseAudit {
+            run: run(rest.first())?,
+        })),
+        ["resume", rest @ ..] => Ok(Effect::Request(RequestBody::ResumeAudit {
+            run: run(rest.first())?,
+        })),
+        ["cancel", rest @ ..] => Ok(Effect::Request(RequestBody::CancelAudit {
+            run: run(rest.first())?,
+        })),
+        [] => Err("type a command, e.g. `:audit demo`".into()),
+        [other, ..] => Err(format!(
+            "unknown command `{other}`; try audit, pause, resume, cancel, reload or q"
+        )),
+    }
 }
 
 /// A key, what it does, and where: the single source for the footer and the help view.
@@ -68,6 +124,10 @@ pub const MAIN_KEYS: &[Binding] = &[
         action: "help",
     },
     Binding {
+        keys: ":",
+        action: "command",
+    },
+    Binding {
         keys: "/",
         action: "filter",
     },
@@ -76,12 +136,12 @@ pub const MAIN_KEYS: &[Binding] = &[
         action: "pane",
     },
     Binding {
-        keys: "j/k ↑/↓",
+        keys: "j/k",
         action: "move",
     },
     Binding {
         keys: "enter",
-        action: "details",
+        action: "open",
     },
     Binding {
         keys: "esc",
@@ -112,6 +172,10 @@ pub struct App {
     pub filter: Option<String>,
     /// Keys go into the filter until Enter or Esc.
     pub editing_filter: bool,
+    /// The `:` command line being typed.
+    pub command: Option<String>,
+    /// The outcome of the last command: (text, is an error, when), shown for a while.
+    pub message: Option<(String, bool, Timestamp)>,
     pub now: Timestamp,
 }
 
@@ -133,6 +197,8 @@ impl App {
             stack: Vec::new(),
             filter: None,
             editing_filter: false,
+            command: None,
+            message: None,
             now,
         }
     }
@@ -188,6 +254,14 @@ impl App {
         }
     }
 
+    /// The command outcome to show: for ten seconds after it arrived.
+    pub fn message(&self) -> Option<(&str, bool)> {
+        self.message
+            .as_ref()
+            .filter(|(_, _, at)| self.now.0.saturating_sub(at.0) < 10_000)
+            .map(|(text, error, _)| (text.as_str(), *error))
+    }
+
     /// Alerts newest first, as filtered.
     pub fn alerts_newest_first(&self) -> impl Iterator<Item = &Alert> {
         let needle = self
@@ -228,6 +302,27 @@ impl App {
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return vec![Effect::Quit];
         }
+        if let Some(line) = self.command.as_mut() {
+            match key.code {
+                KeyCode::Esc => self.command = None,
+                KeyCode::Backspace => {
+                    line.pop();
+                }
+                KeyCode::Char(c) => line.push(c),
+                KeyCode::Enter => {
+                    let line = self.command.take().unwrap_or_default();
+                    match parse_command(&line) {
+                        Ok(effect) => {
+                            self.message = Some((format!(":{line} …"), false, self.now));
+                            return vec![effect];
+                        }
+                        Err(e) => self.message = Some((e, true, self.now)),
+                    }
+                }
+                _ => {}
+            }
+            return vec![];
+        }
         if self.editing_filter {
             let filter = self.filter.get_or_insert_with(String::new);
             match key.code {
@@ -249,6 +344,10 @@ impl App {
             KeyCode::Esc if self.stack.is_empty() && self.filter.is_some() => {
                 self.filter = None;
                 self.alert_sel = 0;
+            }
+            KeyCode::Char(':') if self.stack.is_empty() => {
+                self.command = Some(String::new());
+                self.message = None;
             }
             KeyCode::Char('/') if self.stack.is_empty() => {
                 self.editing_filter = true;
@@ -308,6 +407,13 @@ impl App {
             }
             ConnEvent::Audit(d) => {
                 self.findings = Some(d);
+                vec![]
+            }
+            ConnEvent::Outcome(result) => {
+                self.message = Some(match result {
+                    Ok(text) => (text, false, self.now),
+                    Err(text) => (text, true, self.now),
+                });
                 vec![]
             }
             ConnEvent::Disconnected { error, retry_in } => {
@@ -536,6 +642,59 @@ mod tests {
         app.update(key(KeyCode::Esc));
         assert_eq!(shown(&app), [3, 2, 1]);
         assert_eq!(app.update(key(KeyCode::Char('q'))), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn the_command_line_parses_requests_and_says_what_is_wrong() {
+        assert_eq!(
+            parse_command("audit demo baseline"),
+            Ok(Effect::Request(RequestBody::StartAudit(
+                StartAudit::target("demo", Some("baseline"))
+            )))
+        );
+        assert_eq!(
+            parse_command(" pause  #3 "),
+            Ok(Effect::Request(RequestBody::PauseAudit { run: RunId(3) }))
+        );
+        assert_eq!(
+            parse_command("reload"),
+            Ok(Effect::Request(RequestBody::Reload))
+        );
+        assert_eq!(parse_command("q"), Ok(Effect::Quit));
+        assert!(parse_command("cancel").unwrap_err().contains(":pause 3"));
+        assert!(
+            parse_command("audti demo")
+                .unwrap_err()
+                .contains("unknown command `audti`")
+        );
+
+        // Typed keys: the line is edited, Enter runs it, and the outcome is shown.
+        let mut app = App::new(Timestamp(0));
+        let key = |c| Msg::Key(KeyEvent::from(c));
+        app.update(key(KeyCode::Char(':')));
+        for c in "audit demx".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        app.update(key(KeyCode::Backspace));
+        app.update(key(KeyCode::Char('o')));
+        assert!(
+            app.update(key(KeyCode::Char('q'))).is_empty(),
+            "q is typed, not quit"
+        );
+        app.update(key(KeyCode::Backspace));
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            vec![Effect::Request(RequestBody::StartAudit(
+                StartAudit::target("demo", None)
+            ))]
+        );
+        assert!(app.command.is_none());
+        app.update(Msg::Conn(ConnEvent::Outcome(Err(
+            "forbidden: viewers cannot act".into(),
+        ))));
+        assert_eq!(app.message(), Some(("forbidden: viewers cannot act", true)));
+        app.update(Msg::Tick(Timestamp(11_000)));
+        assert_eq!(app.message(), None, "shown for ten seconds");
     }
 
     #[test]

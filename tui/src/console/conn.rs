@@ -22,6 +22,8 @@ pub enum ConnEvent {
     Update(Update),
     /// A finished run's control results, as asked with [`ConnCommand::FetchAudit`].
     Audit(AuditDetail),
+    /// How a request typed on the command line went, in a sentence.
+    Outcome(Result<String, String>),
     Disconnected {
         error: String,
         retry_in: Duration,
@@ -35,6 +37,18 @@ pub enum ConnCommand {
     Resubscribe(Topic),
     /// The control results of a run.
     FetchAudit(RunId),
+    /// An operator's request; answered with [`ConnEvent::Outcome`].
+    Request(RequestBody),
+}
+
+/// A request's reply in a sentence for the console's status line.
+fn outcome(reply: Result<Reply, crate::client::ClientError>) -> Result<String, String> {
+    match reply {
+        Ok(Reply::AuditStarted { run }) => Ok(format!("audit run {run} started")),
+        Ok(Reply::Done) => Ok("done".into()),
+        Ok(other) => Ok(format!("{other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
@@ -150,6 +164,12 @@ async fn serve(
                     };
                     let c = client.clone();
                     tokio::spawn(async move { let _ = c.request(RequestBody::Subscribe(sub)).await; });
+                }
+                ConnCommand::Request(body) => {
+                    let (c, events) = (client.clone(), events.clone());
+                    tokio::spawn(async move {
+                        let _ = events.send(ConnEvent::Outcome(outcome(c.request(body).await))).await;
+                    });
                 }
                 ConnCommand::FetchAudit(run) => {
                     let (c, events) = (client.clone(), events.clone());

@@ -48,6 +48,7 @@ pub async fn perform(effect: Effect, commands: &tokio::sync::mpsc::Sender<ConnCo
         Effect::Quit => return false,
         Effect::Resubscribe(topic) => ConnCommand::Resubscribe(topic),
         Effect::FetchAudit(run) => ConnCommand::FetchAudit(run),
+        Effect::Request(body) => ConnCommand::Request(body),
     };
     let _ = commands.send(command).await;
     true

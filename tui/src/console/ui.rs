@@ -7,7 +7,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Gauge, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, Conn, Focus, MAIN_KEYS, View};
+use super::app::{App, COMMANDS, Conn, Focus, MAIN_KEYS, View};
 use super::theme::Theme;
 use crate::format::{age, clock};
 
@@ -29,7 +29,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     draw_agents(f, agents, app, theme);
     draw_audit(f, audit, app, theme);
     draw_alerts(f, alerts, app, theme);
-    draw_footer(f, footer, theme);
+    draw_footer(f, footer, app, theme);
     match app.stack.last() {
         Some(View::Help) => draw_help(f, theme),
         Some(View::AlertDetail) => draw_alert_detail(f, app, theme),
@@ -338,7 +338,24 @@ fn draw_alerts(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-fn draw_footer(f: &mut Frame, area: Rect, theme: &Theme) {
+fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    if let Some(line) = &app.command {
+        let prompt = Line::from(vec![
+            Span::styled(":", theme.title),
+            Span::raw(format!("{line}▏")),
+            Span::styled("  enter run  esc cancel", theme.dim),
+        ]);
+        f.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
+    if let Some((text, error)) = app.message() {
+        let style = if error { theme.bad } else { theme.ok };
+        f.render_widget(
+            Paragraph::new(Line::from(format!(" {text}")).style(style)),
+            area,
+        );
+        return;
+    }
     let mut spans = Vec::new();
     for b in MAIN_KEYS {
         spans.push(Span::styled(format!(" {} ", b.keys), theme.title));
@@ -371,6 +388,13 @@ fn draw_help(f: &mut Frame, theme: &Theme) {
             ])
         })
         .collect();
+    lines.push(Line::from(""));
+    for c in COMMANDS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<26}", c.keys), theme.title),
+            Span::raw(c.action),
+        ]));
+    }
     lines.push(Line::from(""));
     lines.push(
         Line::from("Scripted: aura status | aura audit run --target T --wait").style(theme.dim),
