@@ -79,7 +79,7 @@ impl Agent for MonitorAgent {
                 Severity::Critical,
                 "storage cannot write to disk".into(),
                 format!(
-                    "{e}. Audit results are not being saved until this is fixed (free disk space, check permissions)."
+                    "{e}. Audit results are not being saved until this is fixed: free disk space or fix permissions, then restart aurad if writes do not resume (the store may refuse writes until it is reopened)."
                 ),
             );
         }
