@@ -297,6 +297,24 @@ pub enum Update {
     Event(EventRecord),
 }
 
+impl Update {
+    /// The audit runs an update describes: every run of an audits snapshot, or the one
+    /// run a delta changed; none for anything else.
+    pub fn into_audits(self) -> Vec<AuditSummary> {
+        match self {
+            Update::Snapshot {
+                state: Snapshot::Audits(list),
+                ..
+            } => list,
+            Update::Delta {
+                delta: Delta::Audit(a),
+                ..
+            } => vec![a],
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Snapshot {
     Daemon(DaemonStatus),

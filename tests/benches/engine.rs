@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aura_proto::wire::{Delta, Reply, RequestBody, Snapshot, StartAudit, Subscription, Update};
+use aura_proto::wire::{Reply, RequestBody, StartAudit, Subscription};
 use aura_tests::Setup;
 use aura_tests::fake_llm::{Action, FakeLlm};
 
@@ -102,17 +102,7 @@ async fn main() {
         other => panic!("{other:?}"),
     };
     loop {
-        let summaries = match updates.recv().await.unwrap() {
-            Update::Snapshot {
-                state: Snapshot::Audits(list),
-                ..
-            } => list,
-            Update::Delta {
-                delta: Delta::Audit(a),
-                ..
-            } => vec![a],
-            _ => continue,
-        };
+        let summaries = updates.recv().await.unwrap().into_audits();
         if summaries
             .iter()
             .any(|a| a.run == run && a.state.is_finished())

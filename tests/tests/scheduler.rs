@@ -60,22 +60,27 @@ async fn a_schedule_that_fires_starts_its_controls() {
     assert!(started.len() >= 2);
 }
 
+/// A minimal-risk and a high-risk demo target.
+fn two_tiers() -> Vec<(String, String)> {
+    vec![
+        (
+            "a.yaml".into(),
+            "name: a-minimal\nkind: demo\nrisk_tier: minimal\n".into(),
+        ),
+        (
+            "b.yaml".into(),
+            "name: b-high\nkind: demo\nrisk_tier: high\n".into(),
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn overdue_controls_run_at_start_riskiest_targets_first() {
     let dir = tempfile::tempdir().unwrap();
     // Daily at 03:00: never run, so overdue.
     let setup = Setup {
         policies: policies(dir.path(), "0 3 * * *"),
-        targets: vec![
-            (
-                "a.yaml".into(),
-                "name: a-minimal\nkind: demo\nrisk_tier: minimal\n".into(),
-            ),
-            (
-                "b.yaml".into(),
-                "name: b-high\nkind: demo\nrisk_tier: high\n".into(),
-            ),
-        ],
+        targets: two_tiers(),
         catch_up: true,
         ..Setup::default()
     };
@@ -96,16 +101,7 @@ async fn overdue_controls_run_at_start_riskiest_targets_first() {
     let dir = d.stop().await;
     let setup = Setup {
         policies: dir.path().join("policies"),
-        targets: vec![
-            (
-                "a.yaml".into(),
-                "name: a-minimal\nkind: demo\nrisk_tier: minimal\n".into(),
-            ),
-            (
-                "b.yaml".into(),
-                "name: b-high\nkind: demo\nrisk_tier: high\n".into(),
-            ),
-        ],
+        targets: two_tiers(),
         catch_up: true,
         ..Setup::default()
     };

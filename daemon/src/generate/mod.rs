@@ -191,37 +191,28 @@ pub fn expand(
         Some(sp) => Some(template::render(sp, lookup)?),
         None => ctx.target_system_prompt.map(str::to_string),
     };
-    let mut next_base = bases.len() as u32;
-    for prompt in ctx.generated {
-        // A generated prompt whose placeholders do not resolve is dropped, not fatal.
-        let Ok(text) = template::render(prompt, lookup) else {
-            continue;
-        };
+    // A generated prompt whose placeholders do not resolve is dropped, not fatal.
+    let generated = ctx
+        .generated
+        .iter()
+        .filter_map(|p| template::render(p, lookup).ok())
+        .map(|text| (text, true));
+    let learned = ctx
+        .learned
+        .iter()
+        .take(learned_count)
+        .map(|p| (p.clone(), false));
+    for (offset, (text, generated)) in generated.chain(learned).enumerate() {
         let variant = Variant {
-            base: next_base,
-            generated: true,
+            base: (bases.len() + offset) as u32,
+            generated,
+            learned: !generated,
             ..Variant::default()
         };
-        next_base += 1;
         push_repeats(
             &mut out,
             system.as_deref(),
             vec![ChatMessage::user(text)],
-            variant,
-            probe.repeats,
-        );
-    }
-    for prompt in ctx.learned.iter().take(learned_count) {
-        let variant = Variant {
-            base: next_base,
-            learned: true,
-            ..Variant::default()
-        };
-        next_base += 1;
-        push_repeats(
-            &mut out,
-            system.as_deref(),
-            vec![ChatMessage::user(prompt.clone())],
             variant,
             probe.repeats,
         );

@@ -58,6 +58,21 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A new entry as stored: its confidence clamped to 0..1, created and reinforced now.
+    fn new(id: u64, new: NewEntry, now: Timestamp, half_life_days: f32) -> Self {
+        Self {
+            id,
+            text: new.text,
+            kind: new.kind,
+            tags: new.tags,
+            source: new.source,
+            confidence: new.confidence.clamp(0.0, 1.0),
+            created: now,
+            reinforced: now,
+            half_life_days,
+        }
+    }
+
     /// Confidence now: halves every `half_life_days` since the last reinforcement.
     pub fn confidence_at(&self, now: Timestamp) -> f32 {
         let days = now.0.saturating_sub(self.reinforced.0) as f32 / 86_400_000.0;
@@ -377,17 +392,7 @@ impl SledKnowledge {
         for (new, v) in entries.into_iter().zip(vectors) {
             let v = normalise(v);
             let id = self.db.generate_id()? + 1;
-            let e = Entry {
-                id,
-                text: new.text,
-                kind: new.kind,
-                tags: new.tags,
-                source: new.source,
-                confidence: new.confidence.clamp(0.0, 1.0),
-                created: now,
-                reinforced: now,
-                half_life_days: self.half_life_days,
-            };
+            let e = Entry::new(id, new, now, self.half_life_days);
             eb.insert(
                 &id.to_be_bytes(),
                 serde_json::to_vec(&e).map_err(|x| KbError::Storage(x.to_string()))?,
@@ -451,17 +456,7 @@ impl KnowledgeStore for SledKnowledge {
             let v = normalise(v);
             let id = self.db.generate_id()? + 1;
             let now = Timestamp::now();
-            let e = Entry {
-                id,
-                text: new.text,
-                kind: new.kind,
-                tags: new.tags,
-                source: new.source,
-                confidence: new.confidence.clamp(0.0, 1.0),
-                created: now,
-                reinforced: now,
-                half_life_days: self.half_life_days,
-            };
+            let e = Entry::new(id, new, now, self.half_life_days);
             self.put_entry(&e)?;
             self.vectors.insert(id.to_be_bytes(), to_bytes(&v))?;
             self.db

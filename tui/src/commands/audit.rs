@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use aura_proto::view::{AuditDetail, AuditSummary, RunId, RunState, Verdict};
-use aura_proto::wire::{Delta, Reply, RequestBody, Snapshot, StartAudit, Subscription, Update};
+use aura_proto::wire::{Reply, RequestBody, StartAudit, Subscription};
 
 use super::{connect, fail, print_json};
 use crate::cli::RunArgs;
@@ -70,17 +70,7 @@ pub async fn run(socket: &Path, args: RunArgs) -> ExitCode {
         let Some(update) = updates.recv().await else {
             return fail(&ClientError::Disconnected);
         };
-        let summaries: Vec<AuditSummary> = match update {
-            Update::Snapshot {
-                state: Snapshot::Audits(list),
-                ..
-            } => list,
-            Update::Delta {
-                delta: Delta::Audit(a),
-                ..
-            } => vec![a],
-            _ => continue,
-        };
+        let summaries = update.into_audits();
         let Some(a) = summaries.into_iter().find(|a| a.run == run) else {
             continue;
         };
